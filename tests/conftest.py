@@ -1,0 +1,28 @@
+"""Shared fixtures: a finished quick icl-gd run (trained once per session) and small helpers."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# One persistent compilation cache for this test session, shared with the subprocesses it starts
+# (CLI runs, the notebook kernel), so each jitted function compiles once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="wb-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def quick_icl_gd(tmp_path_factory) -> tuple[Path, dict]:
+    """Two seeds of `wb run icl-gd --preset quick --vmap`, shared by the experiment and report tests."""
+    from workbench.run.runner import run_experiment
+
+    runs = tmp_path_factory.mktemp("runs")
+    summary = run_experiment("icl-gd", preset="quick", seeds=[0, 1], out=runs, vmap=True)
+    return runs, summary

@@ -1,0 +1,69 @@
+"""Run-folder I/O: atomic JSON writes and the `metrics.jsonl` log (step, split, name, value)."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a JSON-lines file (a torn last line from a killed writer is dropped)."""
+    rows = []
+    if not Path(path).exists():
+        return rows
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            rows.append(json.loads(line))
+    return rows
+
+
+class MetricsLog:
+    """Appends `{"step", "split", "name", "value"}` rows to `metrics.jsonl`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, step: int, split: str, values: dict[str, float]) -> None:
+        lines = "".join(
+            json.dumps({"step": step, "split": split, "name": name, "value": float(value)}) + "\n"
+            for name, value in values.items()
+        )
+        with open(self.path, "a") as f:
+            f.write(lines)
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only rows with `row.step <= step` (used when resuming from a checkpoint at `step`)."""
+        rows = [r for r in read_jsonl(self.path) if r["step"] <= step]
+        write_bytes_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path)

@@ -1,0 +1,9 @@
+"""Models: the hooked `Transformer` and the linear self-attention layer of ICL theory."""
+
+from . import sites as sites
+from ._config import TransformerConfig as TransformerConfig
+from ._hooks import Hooks as Hooks
+from .lsa import LinearSelfAttention as LinearSelfAttention
+from .transformer import Transformer as Transformer
+from .transformer import run_with_cache as run_with_cache
+from .transformer import run_with_hooks as run_with_hooks

@@ -1,0 +1,140 @@
+"""`Transformer`: a hooked decoder (or encoder) on one sequence, with TransformerLens names.
+
+```python
+model = Transformer(TransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=32, d_vocab=10), key=key)
+logits = model(tokens)                                   # [seq, vocab_out]; jax.vmap(model)(batch)
+logits, cache = run_with_cache(model, tokens, names=[sites.attn(0, "pattern")])
+logits = run_with_hooks(model, tokens, hooks={sites.resid_pre(1): lambda x, name: 0 * x})
+```
+"""
+
+import difflib
+from collections.abc import Iterable
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from . import sites
+from ._config import TransformerConfig
+from ._hooks import NO_HOOKS, HookFn, Hooks
+from ._layers import MLP, Attention, Embed, Norm, PosEmbed, Unembed
+
+
+class Block(eqx.Module):
+    ln1: Norm | None
+    attn: Attention
+    ln2: Norm | None
+    mlp: MLP | None
+    layer: int = eqx.field(static=True)
+
+    def __init__(self, config: TransformerConfig, layer: int, *, key: PRNGKeyArray):
+        k_attn, k_mlp = jax.random.split(key)
+        norm = config.normalization_type
+        self.ln1 = Norm(config.d_model, norm, config.eps) if norm else None
+        self.attn = Attention(config, key=k_attn)
+        has_mlp = not config.attn_only
+        self.ln2 = Norm(config.d_model, norm, config.eps) if norm and has_mlp else None
+        self.mlp = MLP(config, key=k_mlp) if has_mlp else None
+        self.layer = layer
+
+    def __call__(self, resid: Float[Array, "seq d_model"], hooks: Hooks) -> Float[Array, "seq d_model"]:
+        l = self.layer
+        resid_pre = hooks(sites.resid_pre(l), resid)
+        x = self.ln1(resid_pre, hooks, f"blocks.{l}.ln1.") if self.ln1 is not None else resid_pre
+        attn_out = hooks(sites.attn_out(l), self.attn(x, hooks, f"blocks.{l}.attn."))
+        if self.mlp is None:
+            return hooks(sites.resid_post(l), resid_pre + attn_out)
+        resid_mid = hooks(sites.resid_mid(l), resid_pre + attn_out)
+        x = self.ln2(resid_mid, hooks, f"blocks.{l}.ln2.") if self.ln2 is not None else resid_mid
+        mlp_out = hooks(sites.mlp_out(l), self.mlp(x, hooks, f"blocks.{l}.mlp."))
+        return hooks(sites.resid_post(l), resid_mid + mlp_out)
+
+
+class Transformer(eqx.Module):
+    """A transformer acting on one sequence of tokens `[seq]` or vectors `[seq, d_input]`.
+
+    Parameters carry TransformerLens names and shapes (`embed.W_E`, `pos_embed.W_pos`,
+    `blocks[l].attn.W_Q`, ..., `unembed.W_U`). Batch with `jax.vmap(model)`.
+    """
+
+    embed: Embed
+    pos_embed: PosEmbed | None
+    blocks: tuple[Block, ...]
+    ln_final: Norm | None
+    unembed: Unembed
+    config: TransformerConfig = eqx.field(static=True)
+
+    def __init__(self, config: TransformerConfig, *, key: PRNGKeyArray):
+        c = config
+        k_embed, k_pos, k_blocks, k_unembed = jax.random.split(key, 4)
+        n_in = c.d_vocab if c.tokens_in else c.d_input
+        self.embed = Embed(n_in, c.d_model, c.tokens_in, c.init_range, key=k_embed)  # type: ignore[arg-type]
+        self.pos_embed = (
+            PosEmbed(c.n_ctx, c.d_model, c.init_range, key=k_pos) if c.positional_embedding_type == "standard" else None
+        )
+        keys = jax.random.split(k_blocks, c.n_layers)
+        self.blocks = tuple(Block(c, l, key=k) for l, k in enumerate(keys))
+        self.ln_final = Norm(c.d_model, c.normalization_type, c.eps) if c.normalization_type else None
+        self.unembed = Unembed(c.d_model, c.vocab_out, c.init_range, key=k_unembed)
+        self.config = c
+
+    def __call__(self, x: Int[Array, " seq"] | Float[Array, "seq d_input"]) -> Float[Array, "seq vocab_out"]:
+        return self.forward(x, NO_HOOKS)
+
+    def forward(self, x, hooks: Hooks) -> Float[Array, "seq vocab_out"]:
+        """The forward pass with every intermediate sent through `hooks`."""
+        self._check_input(x)
+        resid = hooks(sites.EMBED, self.embed(x))
+        if self.pos_embed is not None:
+            resid = resid + hooks(sites.POS_EMBED, self.pos_embed(x.shape[0]))
+        for block in self.blocks:
+            resid = block(resid, hooks)
+        if self.ln_final is not None:
+            resid = self.ln_final(resid, hooks, "ln_final.")
+        return self.unembed(resid)
+
+    def _check_input(self, x) -> None:
+        c = self.config
+        if c.tokens_in:
+            ok = x.ndim == 1 and jax.numpy.issubdtype(x.dtype, jax.numpy.integer)
+            expected = "int tokens [seq]"
+        else:
+            ok = x.ndim == 2 and x.shape[-1] == c.d_input
+            expected = f"vectors [seq, {c.d_input}]"
+        if not ok:
+            raise ValueError(
+                f"Transformer expects {expected} (one example; use jax.vmap for batches), got {x.dtype}{list(x.shape)}"
+            )
+        if x.shape[0] > c.n_ctx:
+            raise ValueError(f"sequence length {x.shape[0]} exceeds n_ctx={c.n_ctx}")
+
+
+def _check_names(model: Transformer, names: Iterable[str]) -> frozenset[str]:
+    valid = sites.hook_names(model.config)
+    names = frozenset(names)
+    for name in names:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see workbench.models.sites.hook_names(config)"
+            raise ValueError(f"no hook point {name!r} in this model{hint}")
+    return names
+
+
+def run_with_cache(
+    model: Transformer, x, names: Iterable[str] | None = None
+) -> tuple[Float[Array, "seq vocab_out"], dict[str, Array]]:
+    """Run `model` on one example and return `(logits, cache)` with the activations at `names`.
+
+    `names=None` caches every hook point. Pure: jit it with `eqx.filter_jit` (names are static).
+    """
+    record = _check_names(model, sites.hook_names(model.config) if names is None else names)
+    hooks = Hooks(record=record)
+    out = model.forward(x, hooks)
+    return out, hooks.cache
+
+
+def run_with_hooks(model: Transformer, x, hooks: dict[str, HookFn]) -> Float[Array, "seq vocab_out"]:
+    """Run `model` on one example with `hooks[name](value, name) -> new value` applied at each name."""
+    _check_names(model, hooks)
+    return model.forward(x, Hooks(fns=dict(hooks)))

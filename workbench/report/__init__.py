@@ -1,0 +1,4 @@
+"""Report: result pages and the offline mkdocs site, drawn from run folders (imports only core)."""
+
+from .pages import write_pages as write_pages
+from .site import build_site as build_site

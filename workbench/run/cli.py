@@ -1,0 +1,153 @@
+"""The `wb` command line: list, run, show, report, bench.
+
+Bad input prints one line `error: ... (fix)` on stderr and exits with code 2, without a traceback.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from workbench import experiments
+from workbench.core.errors import TrainingDiverged, WorkbenchError
+from workbench.core.io import read_json
+
+from . import runner
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="The workbench: train, take apart and report small transformers.")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@app.command("list")
+def list_(tasks: Annotated[bool, typer.Option("--tasks", help="List the synthetic tasks instead.")] = False) -> None:
+    """List experiments (name, title, presets)."""
+    if tasks:
+        from workbench.tasks import registry
+
+        print(registry.tasks_text())
+        return
+    for name in experiments.names():
+        module = runner.load_experiment(name)
+        print(f"{name:20s} {module.TITLE}  [presets: {', '.join(module.PRESETS)}]")
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Experiment name, e.g. icl-gd (see `wb list`).")],
+    preset: Annotated[str, typer.Option(help="quick | default | paper")] = "quick",
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-4 or 0,3,7.")] = "0",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("runs"),
+    vmap: Annotated[bool, typer.Option("--vmap", help="Train all seeds at once with jax.vmap.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Redo seeds that are already complete.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the summary (with its checks) as JSON.")] = False,
+) -> None:
+    """Run (or resume) an experiment for some seeds and analyse them."""
+    seed_list = runner.parse_seeds(seeds)
+    summary = runner.run_experiment(name, preset=preset, seeds=seed_list, overrides=set_ or [], out=out,
+                                    vmap=vmap, force=force)
+    if json_:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_checks(summary)
+        print(f"run folder: {out / name / summary['config_hash']}")
+
+
+def _print_checks(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary.get('experiment', '')} — checks")
+    for column in ("check", "paper", "ours", "tolerance", "pass"):
+        table.add_column(column)
+    for c in summary.get("checks", []):
+        ours = f"{c['ours']:.4g}" + (f" ± {c['spread']:.2g}" if c.get("spread") else "")
+        table.add_row(c["name"], f"{c['paper']:.4g}", ours, f"{c['tolerance']:.3g}", "yes" if c["pass"] else "NO")
+    Console().print(table)
+
+
+@app.command()
+def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (group or seed-<s>).")]) -> None:
+    """Show a run folder's config, status and checks."""
+    path = run_dir / "summary.json"
+    if not run_dir.is_dir():
+        raise WorkbenchError(f"{run_dir} is not a folder", "pass a run folder such as runs/icl-gd/<hash>/seed-0")
+    try:
+        summary = read_json(path)
+        name = summary["experiment"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise WorkbenchError(f"{run_dir} is not a workbench run folder (no readable summary.json)",
+                             "pass a folder made by `wb run`, e.g. runs/icl-gd/<hash>") from None
+    status = summary.get("status", "analysed")
+    print(f"experiment: {name}   config: {summary.get('config_hash')}   status: {status}")
+    if summary.get("error"):
+        print(f"error: {summary['error']}")
+    print(json.dumps(summary.get("config", {}), indent=1, sort_keys=True))
+    _print_checks(summary)
+
+
+@app.command()
+def report(
+    runs: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("runs"),
+    docs: Annotated[Path, typer.Option(help="mkdocs docs folder.")] = Path("docs"),
+    site: Annotated[Path, typer.Option(help="Where to build the site.")] = Path("site"),
+    build: Annotated[bool, typer.Option(help="Build the site after writing the pages.")] = True,
+) -> None:
+    """Write docs/results/ from run folders and build the site (strict)."""
+    from workbench.report import build_site, write_pages
+
+    pages = write_pages(runs, docs)
+    for page in pages:
+        print(f"wrote {page}")
+    if build:
+        index = build_site(docs.parent / "mkdocs.yml", site)
+        print(f"site built: open {index}")
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="A benchmark in benchmarks/, e.g. kernels.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a side-by-side benchmark and report ratios."""
+    available = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if not p.stem.startswith("_"))
+    if name not in available:
+        raise WorkbenchError(f"unknown benchmark {name!r}", f"choose one of: {', '.join(available) or 'none'}")
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    result = module.run()
+    if json_:
+        print(json.dumps(result, indent=2))
+    else:
+        for label, value in result["ratios"].items():
+            print(f"{label:40s} {value:10.3g}")
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except (typer.Abort, click.exceptions.Abort):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except (typer.TyperException, click.exceptions.ClickException) as e:  # usage errors from option parsing
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        print(f"error: {message} (see `wb --help`)", file=sys.stderr)
+        sys.exit(2)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

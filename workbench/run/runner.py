@@ -1,0 +1,152 @@
+"""Run experiments into run folders: `<out>/<experiment>/<config-hash>/seed-<s>/`.
+
+Each seed folder holds `config.json`, `metrics.jsonl`, `checkpoints/`, `summary.json` (status and
+checks) and whatever the experiment writes. The group folder `<config-hash>/` holds the analysis
+over seeds: `analysis.json`, `summary.json` (aggregated checks) and `figures/*.json` (plotly).
+"""
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from workbench import experiments
+from workbench.core import aggregate_checks, apply_overrides, config_hash, config_to_dict
+from workbench.core.errors import TrainingDiverged, WorkbenchError
+from workbench.core.io import read_json, write_json_atomic
+
+PRESETS = ("quick", "default", "paper")
+
+
+def load_experiment(name: str) -> ModuleType:
+    try:
+        return experiments.load(name)
+    except ValueError:
+        raise WorkbenchError(f"unknown experiment {name!r}", f"choose one of: {', '.join(experiments.names())}") from None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0-4"` -> [0, 1, 2, 3, 4]; `"1,3,7"` and `"2"` also work."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise WorkbenchError(f"bad seed range {text!r}", "write e.g. --seeds 0-4 or --seeds 0,3,7") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise WorkbenchError(f"bad seed range {text!r}: seeds must be distinct and >= 0", "write e.g. --seeds 0-4")
+    return seeds
+
+
+def make_config(module: ModuleType, preset: str, overrides: list[str]) -> Any:
+    if preset not in PRESETS:
+        raise WorkbenchError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
+    try:
+        return apply_overrides(module.PRESETS[preset], overrides)
+    except ValueError as e:  # the experiment's own config validation
+        raise WorkbenchError(f"--set: {e}") from None
+
+
+def _prepare_seed_dir(seed_dir: Path, record: dict[str, Any]) -> None:
+    config_path = seed_dir / "config.json"
+    if config_path.exists():
+        try:
+            existing = read_json(config_path)
+        except (OSError, ValueError):
+            raise WorkbenchError(f"{config_path} is unreadable", f"move {seed_dir} away or rerun with --force") from None
+        if existing.get("config_hash") != record["config_hash"] or existing.get("experiment") != record["experiment"]:
+            raise WorkbenchError(f"{seed_dir} holds a different run", "choose another --out or move that folder away")
+    elif seed_dir.exists() and any(seed_dir.iterdir()):
+        raise WorkbenchError(f"{seed_dir} exists and is not a workbench run", "choose another --out or move it away")
+    else:
+        write_json_atomic(config_path, record)
+
+
+def _status(seed_dir: Path) -> str | None:
+    try:
+        return read_json(seed_dir / "summary.json").get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def command_line(name: str, preset: str, seeds: list[int], overrides: list[str]) -> str:
+    seed_text = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
+    sets = "".join(f" --set {o}" for o in overrides)
+    return f"wb run {name} --preset {preset} --seeds {seed_text}{sets}"
+
+
+def run_experiment(name: str, *, preset: str = "quick", seeds: list[int] | None = None,
+                   overrides: list[str] | None = None, out: Path = Path("runs"), vmap: bool = False,
+                   force: bool = False) -> dict[str, Any]:
+    """Run (or resume) every seed, analyse them, and return the group summary with aggregated checks."""
+    module = load_experiment(name)
+    seeds = [0] if seeds is None else seeds
+    overrides = list(overrides or [])
+    config = make_config(module, preset, overrides)
+    digest = config_hash(config)
+    group = Path(out) / name / digest
+    record = {"experiment": name, "config_hash": digest, "config": config_to_dict(config)}
+    seed_dirs = [group / f"seed-{s}" for s in seeds]
+    for seed, seed_dir in zip(seeds, seed_dirs):
+        if force and seed_dir.exists():
+            _prepare_seed_dir(seed_dir, record)  # refuse to delete a folder that is not ours
+            shutil.rmtree(seed_dir)
+        _prepare_seed_dir(seed_dir, {**record, "seed": seed})
+    todo = [i for i, d in enumerate(seed_dirs) if _status(d) != "complete"]
+    if todo:
+        started = time.time()
+        for i in todo:  # a resumed seed keeps its previous summary until it completes or fails
+            if not (seed_dirs[i] / "summary.json").exists():
+                write_json_atomic(seed_dirs[i] / "summary.json", {**record, "seed": seeds[i], "status": "running"})
+        try:
+            results = module.run(config, [seeds[i] for i in todo], [seed_dirs[i] for i in todo], vmap=vmap)
+        except TrainingDiverged as e:
+            for i in todo:
+                failed = seeds[i] in e.seeds
+                write_json_atomic(seed_dirs[i] / "summary.json", {
+                    **record, "seed": seeds[i], "status": "failed" if failed else "interrupted",
+                    "error": str(e) if failed else f"stopped because another seed diverged: {e}",
+                })
+            raise
+        wall = time.time() - started
+        for i, checks in zip(todo, results):
+            write_json_atomic(seed_dirs[i] / "summary.json", {
+                **record, "seed": seeds[i], "status": "complete", "preset": preset,
+                "checks": [c.to_dict() for c in checks], "wall_s": wall / len(todo),
+            })
+    return analyse_group(module, name, config, preset, seeds, overrides, group)
+
+
+def analyse_group(module: ModuleType, name: str, config: Any, preset: str, seeds: list[int],
+                  overrides: list[str], group: Path) -> dict[str, Any]:
+    seed_dirs = [group / f"seed-{s}" for s in seeds]
+    summaries = [read_json(d / "summary.json") for d in seed_dirs]
+    analysis = module.analyse(config, seed_dirs)
+    for fig_name, fig in analysis.figures.items():
+        write_json_atomic(group / "figures" / f"{fig_name}.json", fig)
+    checks = aggregate_checks([s["checks"] for s in summaries])
+    summary = {
+        "experiment": name, "title": module.TITLE, "paper": module.PAPER, "claim": module.CLAIM,
+        "preset": preset, "seeds": seeds, "config_hash": config_hash(config), "config": config_to_dict(config),
+        "command": command_line(name, preset, seeds, overrides), "checks": checks,
+        "all_pass": all(c["pass"] for c in checks), "markdown": analysis.markdown,
+        "figures": list(analysis.figures), "captions": analysis.captions,
+        "runs": [{"seed": s["seed"], "checks": s["checks"], "wall_s": s.get("wall_s")} for s in summaries],
+        "analysed_at": time.time(),
+    }
+    write_json_atomic(group / "summary.json", summary)
+    return summary
+
+
+def describe(module: ModuleType) -> dict[str, Any]:
+    return {"title": module.TITLE, "paper": module.PAPER,
+            "presets": {k: dataclasses.asdict(v) for k, v in module.PRESETS.items()}}

@@ -1,0 +1,171 @@
+"""The training loop: several seeds at once (a leading seed axis, vmapped), resumable, logged.
+
+Batch `t` of seed `s` is `task(fold_in(data_key_s, t))`, sampled inside the jitted step, so a run
+resumed from a checkpoint at step `t` sees exactly the batches of an uninterrupted run.
+"""
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from workbench.core.errors import TrainingDiverged, WorkbenchError
+from workbench.core.io import MetricsLog
+
+from . import checkpoint
+
+LossFn = Callable[[Any, Any], jax.Array]  # (model, batch) -> scalar loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    steps: int
+    log_every: int = 100
+    eval_every: int = 500
+    ckpt_every: int = 1000
+
+
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, sample: Callable[[jax.Array], Any]):
+    """One jitted update of a stack of models: `(models, opt_states, data_keys, t) -> (models, opt_states, losses)`."""
+
+    def one(model, opt_state, data_key, t):
+        batch = sample(jax.random.fold_in(data_key, t))
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    @eqx.filter_jit
+    def step(models, opt_states, data_keys, t):
+        return eqx.filter_vmap(one, in_axes=(0, 0, 0, None))(models, opt_states, data_keys, t)
+
+    return step
+
+
+def unstack(tree: Any, i: int) -> Any:
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+class _Progress:
+    """A rich progress bar on a terminal, plain log lines otherwise (both on stderr)."""
+
+    def __init__(self, label: str, total: int, start: int):
+        self.label, self.total = label, total
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total, completed=start, info="")
+
+    def update(self, step: int, info: str, log: bool) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+        elif log:
+            print(f"[{self.label}] step {step}/{self.total} {info}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _resume_step(run_dirs: list[Path]) -> int:
+    """The newest step at which every seed has a checkpoint (0 if none)."""
+    common = set.intersection(*(set(checkpoint.steps(d)) for d in run_dirs))
+    return max(common, default=0)
+
+
+def train(
+    models: Any,
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    sample: Callable[[jax.Array], Any],
+    *,
+    data_keys: jax.Array,
+    eval_fn: Callable[[Any, Any], dict[str, jax.Array]],
+    eval_data: Any,
+    schedule: Schedule,
+    seeds: list[int],
+    run_dirs: list[Path],
+    meta: dict[str, Any],
+    label: str = "train",
+) -> Any:
+    """Train a stack of models (leading axis = seeds) and return the trained stack.
+
+    `sample(key) -> batch` draws one seed's batch; `eval_fn(model, data) -> {name: value}` evaluates
+    one model on its fixed eval data (`eval_data` is stacked over seeds; both are vmapped here). Resumes from the newest common
+    checkpoint in `run_dirs`; raises `TrainingDiverged` on a non-finite loss (no checkpoint written).
+    """
+    if schedule.steps < 1:
+        raise WorkbenchError(f"steps must be >= 1, got {schedule.steps}", "e.g. --set steps=1000")
+    opt_states = eqx.filter_vmap(lambda m: optimizer.init(eqx.filter(m, eqx.is_array)))(models)
+    logs = [MetricsLog(Path(d) / "metrics.jsonl") for d in run_dirs]
+    start = _resume_step(run_dirs)
+    if start:
+        like = (unstack(models, 0), unstack(opt_states, 0))
+        trees = [checkpoint.load(d, start, like) for d in run_dirs]
+        models = stack([t[0] for t in trees])
+        opt_states = stack([t[1] for t in trees])
+    for log in logs:
+        log.truncate_after(start)
+    step_fn = make_step(loss_fn, optimizer, sample)
+    evaluate = eqx.filter_jit(eqx.filter_vmap(eval_fn))
+
+    def log_eval(step: int) -> dict[str, np.ndarray]:
+        values = {k: np.asarray(v) for k, v in evaluate(models, eval_data).items()}
+        for i, log in enumerate(logs):
+            log.log(step, "eval", {k: v[i] for k, v in values.items()})
+        return values
+
+    if start == 0:
+        log_eval(0)
+    progress = _Progress(label, schedule.steps, start)
+    t0 = time.perf_counter()
+    try:
+        for t in range(start, schedule.steps):
+            models, opt_states, losses = step_fn(models, opt_states, data_keys, jnp.asarray(t))
+            losses = np.asarray(losses)
+            step = t + 1
+            if not np.all(np.isfinite(losses)):
+                bad = [s for s, ok in zip(seeds, np.isfinite(losses)) if not ok]
+                last = _resume_step(run_dirs)
+                raise TrainingDiverged(
+                    f"loss became {losses[~np.isfinite(losses)][0]} at step {step} for seed(s) {bad}; "
+                    f"last good checkpoint is step {last}",
+                    step, bad,
+                )
+            is_log = step % schedule.log_every == 0 or step == schedule.steps
+            if is_log:
+                for i, log in enumerate(logs):
+                    log.log(step, "train", {"loss": losses[i]})
+            if step % schedule.eval_every == 0 or step == schedule.steps:
+                log_eval(step)
+            if step % schedule.ckpt_every == 0 or step == schedule.steps:
+                for i, d in enumerate(run_dirs):
+                    tree = (unstack(models, i), unstack(opt_states, i))
+                    checkpoint.save(d, step, tree, {**meta, "seed": seeds[i]})
+            rate = (step - start) / (time.perf_counter() - t0)
+            progress.update(step, f"loss {losses.mean():.4f} ({rate:.0f} steps/s)", is_log)
+    finally:
+        progress.close()
+    return models
+
+
+def load_final(run_dirs: list[Path], like_models: Any, optimizer: optax.GradientTransformation, steps: int) -> Any:
+    """The trained stack from each run's final checkpoint (for analysing finished runs)."""
+    like_opt = optimizer.init(eqx.filter(unstack(like_models, 0), eqx.is_array))
+    trees = [checkpoint.load(d, steps, (unstack(like_models, 0), like_opt)) for d in run_dirs]
+    return stack([t[0] for t in trees])

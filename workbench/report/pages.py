@@ -34,7 +34,7 @@ def checks_table(checks: list[dict[str, Any]], n_seeds: int) -> str:
     lines = ["| check | paper | ours (mean ± std) | tolerance | seeds passing | pass |", "|---|---|---|---|---|---|"]
     for c in checks:
         rule = f"≥ {_fmt(c['paper'] - c['tolerance'])}" if c.get("one_sided") else f"± {_fmt(c['tolerance'])}"
-        mark = "✅ pass" if c["pass"] else "❌ **miss**"
+        mark = "pass" if c["pass"] else "**MISS**"
         lines.append(f"| `{c['name']}` | {_fmt(c['paper'])} | {_fmt(c['ours'])} ± {_fmt(c.get('spread', 0.0))} | "
                      f"{rule} | {c.get('n_pass', int(c['pass']))}/{n_seeds} | {mark} |")
     lines.append("")

@@ -107,7 +107,10 @@ def report(
         print(f"wrote {page}")
     if build:
         index = build_site(docs.parent / "mkdocs.yml", site)
-        print(f"site built: open {index}")
+        print(f"site built in {site}/")
+        for page in pages[1:]:
+            print(f"open {index.parent / page.stem / 'index.html'}")
+        print(f"(all results: {index}; or serve it: python -m http.server -d {site})")
 
 
 @app.command()

@@ -6,6 +6,8 @@ WB     := $(PY) -m workbench.run
 STAMP  := $(VENV)/.installed
 RUNS   ?= runs
 QUICK_SEEDS ?= 0-2
+# The CPU build of torch for the TransformerLens extra; a bare `torch` from PyPI is a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
 
 .PHONY: report test lab install docs notebooks screenshot bench clean
 
@@ -16,7 +18,8 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q '$(TORCH)'
+	$(PY) -m pip install -q -e '.[dev,lens]'
 	# transformer-lens pulls in wandb, whose console script is also called `wb`: install ours last.
 	$(PY) -m pip install -q --no-deps --force-reinstall -e .
 	@touch $(STAMP)
@@ -25,6 +28,7 @@ install: $(STAMP)
 
 report: $(STAMP)
 	$(WB) run icl-gd --preset quick --seeds $(QUICK_SEEDS) --vmap --out $(RUNS)
+	$(WB) run rasp-compile --preset quick --out $(RUNS)
 	$(WB) report --runs $(RUNS)
 
 test: $(STAMP)

@@ -17,7 +17,7 @@ The CLI name is the module name with `-` for `_` (`icl_gd.py` is `wb run icl-gd`
 import importlib
 import pkgutil
 
-DEFAULT = ("icl-gd",)  # what `make report` runs at the quick preset
+DEFAULT = ("icl-gd", "rasp-compile")  # what `make report` runs at the quick preset
 
 
 def names() -> list[str]:

@@ -30,7 +30,14 @@ def list_(tasks: Annotated[bool, typer.Option("--tasks", help="List the syntheti
     if tasks:
         from workbench.tasks import registry
 
-        print(registry.tasks_text())
+        family = None
+        for row in registry.describe_tasks(samples=False):
+            if row["family"] != family:
+                family = row["family"]
+                print(f"\n{family}")
+            params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+            print(f"  {row['name']:24s} {row['cls']:26s} ({row['paper']})\n"
+                  f"  {'':24s} params: {params}\n  {'':24s} predictors: {', '.join(row['predictors'])}")
         return
     for name in experiments.names():
         module = runner.load_experiment(name)

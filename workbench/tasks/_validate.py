@@ -1,0 +1,40 @@
+"""Construction-time checks: bad parameters raise a `ValueError` naming the parameter and the fix.
+
+Every task calls these at the top of `__init__` (or in `__check_init__`), before any array is built,
+so a bad value never surfaces as a shape error deep inside `jit`.
+"""
+
+import math
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(owner: str, name: str, value, *, low: int = 1, high: int | None = None) -> None:
+    """`value` is an int in `[low, high]`."""
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        upper = f" and <= {high}" if high is not None else ""
+        raise ValueError(f"{owner}.{name} must be an integer >= {low}{upper}, got {value!r}")
+
+
+def check_float(
+    owner: str, name: str, value, *, low: float = 0.0, strict: bool = False, high: float | None = None
+) -> None:
+    """`value` is a finite real number `>= low` (`> low` if `strict`) and `<= high`."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        upper = f" and <= {high}" if high is not None else ""
+        raise ValueError(f"{owner}.{name} must be a finite number {bound}{upper}, got {value!r}")
+
+
+def check_choice(owner: str, name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}.{name} must be one of {choices}, got {value!r}")
+
+
+def check_shape(owner: str, name: str, array, shape: tuple[int, ...]) -> None:
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{owner}.{name} must have shape {tuple(shape)}, got {tuple(array.shape)}")

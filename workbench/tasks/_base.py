@@ -6,16 +6,11 @@ import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
-class RegressionBatch(eqx.Module):
-    """In-context regression prompts: `n` context points and one query (the last point).
+class AbstractPromptBatch(eqx.Module):
+    """Prompts of `n` context points and one query (the last point): `xs [batch, n+1, d]`, `ys [batch, n+1]`."""
 
-    `xs [batch, n + 1, d]`, `ys [batch, n + 1]`; the query's label `ys[:, -1]` is the target.
-    `ws [batch, d]` are the prompts' true weights.
-    """
-
-    xs: Float[Array, "batch n_plus_1 d"]
-    ys: Float[Array, "batch n_plus_1"]
-    ws: Float[Array, "batch d"]
+    xs: eqx.AbstractVar[Float[Array, "batch n_plus_1 d"]]
+    ys: eqx.AbstractVar[Float[Array, "batch n_plus_1"]]
 
     @property
     def context_xs(self) -> Float[Array, "batch n d"]:
@@ -32,6 +27,17 @@ class RegressionBatch(eqx.Module):
     @property
     def query_y(self) -> Float[Array, " batch"]:
         return self.ys[:, -1]
+
+
+class RegressionBatch(AbstractPromptBatch):
+    """In-context linear regression prompts; the query's label `ys[:, -1]` is the target.
+
+    `xs [batch, n + 1, d]`, `ys [batch, n + 1]`, and the prompts' true weights `ws [batch, d]`.
+    """
+
+    xs: Float[Array, "batch n_plus_1 d"]
+    ys: Float[Array, "batch n_plus_1"]
+    ws: Float[Array, "batch d"]
 
 
 class AbstractTask(eqx.Module):

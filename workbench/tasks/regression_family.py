@@ -17,30 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _validate as v
 from . import predictors as P
-from ._base import AbstractTask, RegressionBatch
-
-
-class AbstractPromptBatch(eqx.Module):
-    """Prompts of `n` context points and one query (the last point): `xs [batch, n+1, d]`, `ys [batch, n+1]`."""
-
-    xs: eqx.AbstractVar[Float[Array, "batch n_plus_1 d"]]
-    ys: eqx.AbstractVar[Float[Array, "batch n_plus_1"]]
-
-    @property
-    def context_xs(self) -> Float[Array, "batch n d"]:
-        return self.xs[:, :-1]
-
-    @property
-    def context_ys(self) -> Float[Array, "batch n"]:
-        return self.ys[:, :-1]
-
-    @property
-    def query_x(self) -> Float[Array, "batch d"]:
-        return self.xs[:, -1]
-
-    @property
-    def query_y(self) -> Float[Array, " batch"]:
-        return self.ys[:, -1]
+from ._base import AbstractPromptBatch, AbstractTask, RegressionBatch
 
 
 class FunctionBatch(AbstractPromptBatch):

@@ -1,0 +1,130 @@
+"""Dynamics kernels: instances x steps per second of the vmapped kernel against a plain per-instance
+Python loop over the same jitted JAX step, and against a NumPy reference (scan-and-snap only).
+
+- scan-and-snap: the Fig. 6 shapes at num_last = 1 (M = 33, batch 128, L = 128), SGD with momentum.
+- attention-SVM: normalised GD in float64 at the `local_converge` shapes (n = 6, T = 8, d = 10);
+  plus the batched Att-SVM solver (Frobenius) against a loop of single-instance solves.
+
+Every variant is jitted and warmed up first; compile time is excluded. The vmapped rate uses
+`INSTANCES` instances; the loops time a few instances and report their rate (instance-steps/s).
+`ratios`: `scan_snap_vmap_over_loop`, `scan_snap_vmap_over_numpy`, `svm_vmap_over_loop`,
+`svm_solver_vmap_over_loop`. Set `WB_BENCH_SCALE=100` for 100x the instances (GPU).
+"""
+
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench.kernels import _numpy_reference as ref
+from workbench.kernels.attention_svm import init_params, ngd_step, sample_svm_data, simulate_ngd
+from workbench.kernels.scan_snap import Dataset2, init_model2, simulate_batch, train_step
+from workbench.kernels.svm_solver import solve_att_svm
+
+SCALE = int(os.environ.get("WB_BENCH_SCALE", "1"))
+INSTANCES = 256 * SCALE
+SS_STEPS, NGD_STEPS = 20, 200
+LOOP_INSTANCES = 4
+
+
+def _timed(fn, *args):
+    jax.block_until_ready(fn(*args))  # warm-up / compile
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t
+
+
+def scan_snap() -> dict:
+    data = Dataset2(num_last=1, num_next_per_last=2)
+    n, one = INSTANCES, jnp.int32(1)
+    keys = jax.vmap(jax.random.key)(jnp.arange(n))
+
+    def vmapped(keys):
+        return simulate_batch(data, keys, jnp.ones(n), jnp.full(n, 2.0), jnp.ones(n, jnp.int32), steps=SS_STEPS,
+                              zero_init=False).loss
+
+    t_vmap = _timed(vmapped, keys)
+    step = jax.jit(lambda m, v, k: train_step(data, m, v, k, 2.0, 1.0, one))
+    model = init_model2(data, jax.random.key(0), one, zero_init=False)
+    vel = jax.tree.map(jnp.zeros_like, model)
+    jax.block_until_ready(step(model, vel, jax.random.key(1)))
+    t = time.perf_counter()
+    for i in range(LOOP_INSTANCES):
+        m, v = model, vel
+        for s in range(SS_STEPS):
+            m, v, loss = step(m, v, jax.random.fold_in(jax.random.key(i), s))
+        jax.block_until_ready(loss)
+    t_loop = time.perf_counter() - t
+    t_np, np_count = _numpy_scan_snap(data, model)
+    rate = {"vmap": n * SS_STEPS / t_vmap, "loop": LOOP_INSTANCES * SS_STEPS / t_loop, "numpy": np_count / t_np}
+    return {"kernel": "scan_snap", "instances": n, "steps": SS_STEPS, "instance_steps_per_s": rate}
+
+
+def _numpy_scan_snap(data: Dataset2, model, instances: int = 2, steps: int = 5):
+    rng = np.random.default_rng(0)
+    probs = np.asarray(data.support_probs(), np.float64)
+    mask = np.asarray(data.output_mask(jnp.int32(1)))
+    t = time.perf_counter()
+    for _ in range(instances):
+        params = {k: np.asarray(getattr(model, k), np.float64) for k in ("Y_common", "Y_distinct", "Z_common", "Z_distinct")}
+        vel = {k: np.zeros_like(v) for k, v in params.items()}
+        for _ in range(steps):
+            labels = rng.integers(0, data.num_next, 128)
+            counts = rng.multinomial(data.seq_len - 1, probs, size=128).astype(np.float64)
+            _, grads = ref.model2_grads(params, counts, labels, data.num_next_per_last, mask)
+            params, vel = ref.sgd_momentum_step(params, vel, grads, 2.0, 1.0)
+    return time.perf_counter() - t, instances * steps
+
+
+def attention_svm() -> dict:
+    n = INSTANCES
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.key(0), n)
+        vmapped = jax.jit(jax.vmap(lambda k: simulate_ngd(k, 6, 8, 10, steps=NGD_STEPS, record_every=NGD_STEPS)[1].W))
+        t_vmap = _timed(vmapped, keys)
+        data = jax.jit(lambda k: sample_svm_data(k, 6, 8, 10))(jax.random.key(1))
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), init_params(jax.random.key(2), 10, "W"))
+        step = jax.jit(lambda p: ngd_step(data, p, 0.1)[0])
+        jax.block_until_ready(step(params))
+        t = time.perf_counter()
+        for _ in range(LOOP_INSTANCES):
+            p = params
+            for _ in range(NGD_STEPS):
+                p = step(p)
+            jax.block_until_ready(p.W)
+        t_loop = time.perf_counter() - t
+        X = jax.vmap(lambda k: sample_svm_data(k, 6, 8, 10))(keys)
+    ids = np.zeros((n, 6), int)
+    solve = lambda X, z, ids: solve_att_svm(X, z, ids, norm="fro").W  # noqa: E731
+    t_solve_vmap = _timed(solve, X.X, X.z, ids)
+    solve(X.X[0], X.z[0], ids[0])
+    t = time.perf_counter()
+    for i in range(LOOP_INSTANCES):
+        solve(X.X[i], X.z[i], ids[i])
+    t_solve_loop = time.perf_counter() - t
+    rate = {"vmap": n * NGD_STEPS / t_vmap, "loop": LOOP_INSTANCES * NGD_STEPS / t_loop,
+            "solver_vmap": n / t_solve_vmap, "solver_loop": LOOP_INSTANCES / t_solve_loop}
+    return {"kernel": "attention_svm", "instances": n, "steps": NGD_STEPS, "instance_steps_per_s": rate}
+
+
+def run() -> dict:
+    ss, svm = scan_snap(), attention_svm()
+    r1, r2 = ss["instance_steps_per_s"], svm["instance_steps_per_s"]
+    ratios = {
+        "scan_snap_vmap_over_loop": r1["vmap"] / r1["loop"],
+        "scan_snap_vmap_over_numpy": r1["vmap"] / r1["numpy"],
+        "svm_vmap_over_loop": r2["vmap"] / r2["loop"],
+        "svm_solver_vmap_over_loop": r2["solver_vmap"] / r2["solver_loop"],
+    }
+    machine = dict(platform=platform.platform(), backend=jax.default_backend(), devices=[str(d) for d in jax.devices()],
+                   jax=jax.__version__, cpu_count=os.cpu_count(), load_average=os.getloadavg())
+    return {"benchmark": "kernels", "machine": machine, "results": [ss, svm], "ratios": ratios}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))

@@ -39,7 +39,7 @@ docs: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m jupytext --sync notebooks/*.py >/dev/null 2>&1 || true
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 bench: $(STAMP)
 	$(WB) bench kernels

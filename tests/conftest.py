@@ -1,6 +1,8 @@
 """Shared fixtures: a finished quick icl-gd run (trained once per session) and small helpers."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -8,7 +10,9 @@ import pytest
 
 # One persistent compilation cache for this test session, shared with the subprocesses it starts
 # (CLI runs, the notebook kernel), so each jitted function compiles once.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="wb-jax-cache-"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="wb-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 REPO = Path(__file__).resolve().parents[1]
 

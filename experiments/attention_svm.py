@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from workbench.core import Check
+from workbench.core.validate import check_int
 from workbench.core.errors import TrainingDiverged
 from workbench.core.io import MetricsLog, read_json, write_json_atomic
 from workbench.core.results import Analysis
@@ -49,8 +50,7 @@ class Config:
 
     def __post_init__(self):
         for name in ("n", "d", "instances", "steps", "record_every", "rank_instances", "rank_pool"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_int("attention-svm", name, getattr(self, name))
         if self.T < 2 or self.lr <= 0 or self.steps % self.record_every:
             raise ValueError("need T >= 2, lr > 0 and steps divisible by record_every")
         for name in ("rank_n", "rank_T", "rank_d"):

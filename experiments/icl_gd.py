@@ -18,6 +18,7 @@ import optax
 
 from workbench.core import Check, seed_streams
 from workbench.core.rng import derive_key
+from workbench.core.validate import check_float, check_int
 from workbench.core.io import write_json_atomic
 from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression, RegressionBatch
@@ -61,10 +62,10 @@ class Config:
     def __post_init__(self):
         for name in ("d", "n_points", "steps", "batch_size", "eval_size", "eta_prompts",
                      "log_every", "eval_every", "ckpt_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.clip <= 0 or self.init_scale <= 0 or self.x_range <= 0 or self.noise < 0:
-            raise ValueError("lr, clip, init_scale and x_range must be > 0 and noise >= 0")
+            check_int("icl-gd", name, getattr(self, name))
+        for name in ("lr", "clip", "init_scale", "x_range"):
+            check_float("icl-gd", name, getattr(self, name), strict=True)
+        check_float("icl-gd", "noise", self.noise)
 
 
 # `paper` is the paper's 1-layer setting (Adam 1e-3 at a constant rate, batch 2048, 5,000 steps).

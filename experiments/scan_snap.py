@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.core import Check
+from workbench.core.validate import check_int
 from workbench.core.errors import TrainingDiverged
 from workbench.core.io import MetricsLog, write_json_atomic
 from workbench.kernels.scan_snap import Dataset2, simulate_batch
@@ -60,8 +61,7 @@ class Config:
 
     def __post_init__(self):
         for name in ("fig4_seeds", "fig4_steps", "fig6_seeds", "fig6_steps", "freeze_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_int("scan-snap", name, getattr(self, name))
         if self.fig4_steps < 11 or self.freeze_steps < 101:
             raise ValueError("fig4_steps must be >= 11 (the log is checked to iteration 10) and freeze_steps >= 101")
         if self.seq_len < 2:

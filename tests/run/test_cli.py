@@ -42,7 +42,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
     (["run", "icl-gd", "--set", "steps=many"], ["expected int", "--set steps=3"]),
     (["run", "icl-gd", "--set", "lr_schedule=linear"], ["must be one of"]),
     (["run", "icl-gd", "--set", "steps"], ["key=value"]),
-    (["run", "icl-gd", "--set", "steps=0"], ["steps must be >= 1"]),
+    (["run", "icl-gd", "--set", "steps=0"], ["icl-gd.steps must be an integer >= 1"]),
     (["run", "icl-gd", "--seeds", "4-1"], ["bad seed range", "--seeds 0-4"]),
     (["run", "icl-gd", "--seeds", "a"], ["bad seed range"]),
     (["run", "icl-gd", "--preset", "huge"], ["unknown preset", "quick"]),

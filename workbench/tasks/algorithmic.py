@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from . import _validate as v
+from workbench.core import validate as v
 from ._base import AbstractTask
 
 MAX_ENUMERATE = 2**20

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from . import _validate as v
+from workbench.core import validate as v
 from ._base import AbstractTask
 
 SPLITS = ("train", "iwl", "ic", "ic2")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from . import _validate as v
+from workbench.core import validate as v
 from ._base import AbstractTask
 
 

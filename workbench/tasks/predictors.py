@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from . import _validate as v
+from workbench.core import validate as v
 
 MaskedPredictor = Callable[[Array, Array, Array, Array], Array]
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import _validate as v
+from workbench.core import validate as v
 from . import predictors as P
 from ._base import AbstractPromptBatch, AbstractTask, RegressionBatch
 

@@ -1,6 +1,6 @@
-"""Construction-time checks: bad parameters raise a `ValueError` naming the parameter and the fix.
+"""Construction-time checks of configs and tasks: a bad value raises a `ValueError` naming the parameter.
 
-Every task calls these at the top of `__init__` (or in `__check_init__`), before any array is built,
+Tasks and experiment configs call these at the top of `__init__` (or in `__check_init__`), before any array is built,
 so a bad value never surfaces as a shape error deep inside `jit`.
 """
 

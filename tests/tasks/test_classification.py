@@ -45,6 +45,19 @@ def test_burstiness_counts_and_bursty_fraction():
     np.testing.assert_array_equal(labels, np.asarray(task.class_labels)[classes])  # known classes keep their labels
 
 
+def test_bursty_classes_are_zipf_draws_without_replacement():
+    # Two distinct classes per sequence, drawn in proportion to p_k among those left:
+    # P(k in set) = p_k + sum_{i != k} p_i p_k / (1 - p_i).
+    task = C.InContextClassification(n_classes=8, n_labels=4, n_context=4, dim=4, burstiness=2, zipf_exponent=1.5,
+                                      key=jax.random.key(8))
+    classes = np.asarray(_split(task, 9, 4000, "train").classes)[:, :-1]
+    p = np.arange(1, 9.0) ** -1.5
+    p /= p.sum()
+    expected = p + p * (np.sum(p / (1 - p)) - p / (1 - p))
+    seen = np.array([np.any(classes == k, axis=1).mean() for k in range(8)])
+    assert np.all(np.abs(seen - expected) <= Z * np.sqrt(expected * (1 - expected) / len(classes))), (seen, expected)
+
+
 def test_items_have_the_stated_noise():
     eps = 0.5
     task = C.InContextClassification(n_classes=40, n_labels=4, dim=16, eps=eps, key=jax.random.key(4))

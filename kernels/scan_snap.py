@@ -98,10 +98,13 @@ class Dataset2(eqx.Module):
         u = jax.random.uniform(key, (self.seq_len,))  # u[0] picks the class, u[1:] the tokens
         active_next = active_last * self.num_next_per_last
         n = jnp.minimum(jnp.floor(u[0] * active_next), active_next - 1).astype(jnp.int32)
-        u = u[1:]
-        probs = self.support_probs()
-        idx = jnp.searchsorted(jnp.cumsum(probs)[:-1], u, side="right", method="scan_unrolled")
-        return jnp.zeros(probs.shape).at[idx].add(1.0), n
+        # Token l is drawn when cdf[l-1] <= u < cdf[l]; counting the draws at or above each cdf[l]
+        # and differencing gives the counts with one fused compare-and-sum (a scatter-add of token
+        # ids is the slowest op on CPU).
+        cdf = jnp.cumsum(self.support_probs())[:-1]
+        above = (u[1:, None] >= cdf).sum(0).astype(jnp.float32)  # [support - 1]: draws past cdf[l]
+        at_least = jnp.concatenate([jnp.array([self.seq_len - 1.0]), above])
+        return at_least - jnp.append(above, 0.0), n
 
     def sample_tokens(self, key: PRNGKeyArray) -> tuple[Int[Array, " seq"], Int[Array, ""]]:
         """One sequence of token ids as in the paper (context, then the query token) and its label

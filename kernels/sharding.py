@@ -3,14 +3,32 @@
 Instances are independent, so placing the inputs' leading axis across devices lets XLA's SPMD
 partitioner run each device's slice locally with no communication. On one device this is a
 no-op. Test on CPU with `XLA_FLAGS=--xla_force_host_platform_device_count=8`.
+
+On a CPU, XLA runs each of these kernels' small fused loops on one thread, so a vmapped kernel uses
+one core however many the machine has; `split_cpu_cores()` (called before JAX's first operation)
+makes one CPU device per core, and `shard_instances` then keeps every core busy.
 """
 
+import os
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def split_cpu_cores(count: int | None = None) -> int:
+    """Ask for `count` (default: every core) XLA CPU devices; returns how many devices JAX has.
+
+    It only takes effect before JAX has run anything in this process; after that the device count
+    stays as it is (no error), so callers should read the returned count.
+    """
+    try:
+        jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
+    except RuntimeError:  # backends already initialised
+        pass
+    return jax.device_count()
 
 
 def instance_mesh(devices=None) -> Mesh:

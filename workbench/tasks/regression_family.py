@@ -20,6 +20,11 @@ from . import predictors as P
 from ._base import AbstractPromptBatch, AbstractTask, RegressionBatch
 
 
+def _label_noise(key: PRNGKeyArray, shape: tuple[int, ...], noise: float) -> Float[Array, "..."] | float:
+    """noise * N(0, 1) label noise; nothing is drawn when `noise` is 0 (a static field)."""
+    return noise * jax.random.normal(key, shape) if noise else 0.0
+
+
 class FunctionBatch(AbstractPromptBatch):
     """Prompts of a non-linear function class (ReLU networks, trees): `xs [batch, n+1, d]`, `ys [batch, n+1]`."""
 
@@ -96,7 +101,7 @@ class SparseLinearRegression(AbstractTask):
         scores = jax.random.uniform(ks, (batch_size, self.d))
         kth = jnp.sort(scores, axis=1)[:, self.d - self.sparsity][:, None]
         ws = jnp.where(scores >= kth, dense, 0.0)
-        ys = jnp.einsum("bnd,bd->bn", xs, ws) + self.noise * jax.random.normal(kn, xs.shape[:2])
+        ys = jnp.einsum("bnd,bd->bn", xs, ws) + _label_noise(kn, xs.shape[:2], self.noise)
         return RegressionBatch(xs=xs, ys=ys, ws=ws)
 
     def predictors(self) -> dict[str, P.MaskedPredictor]:
@@ -135,7 +140,7 @@ class FinitePoolRegression(AbstractTask):
         kx, ki, kn = jax.random.split(key, 3)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
         ws = self.pool[jax.random.randint(ki, (batch_size,), 0, self.n_tasks)]
-        ys = jnp.einsum("bnd,bd->bn", xs, ws) + self.noise * jax.random.normal(kn, xs.shape[:2])
+        ys = jnp.einsum("bnd,bd->bn", xs, ws) + _label_noise(kn, xs.shape[:2], self.noise)
         return RegressionBatch(xs=xs, ys=ys, ws=ws)
 
     def predictors(self) -> dict[str, P.MaskedPredictor]:
@@ -284,7 +289,7 @@ class RepresentationRegression(AbstractTask):
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
         ws = jax.random.normal(kw, (batch_size, self.d_phi))
         phi = jax.vmap(jax.vmap(self.features))(xs)
-        ys = jnp.einsum("bnk,bk->bn", phi, ws) + self.noise * jax.random.normal(kn, xs.shape[:2])
+        ys = jnp.einsum("bnk,bk->bn", phi, ws) + _label_noise(kn, xs.shape[:2], self.noise)
         return RepresentationBatch(xs=xs, ys=ys, ws=ws)
 
     def predictors(self) -> dict[str, P.MaskedPredictor]:

@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.kernels import _numpy_reference as ref
-from workbench.kernels.sharding import shard_instances, split_cpu_cores
 from workbench.kernels.attention_svm import init_params, ngd_step, sample_svm_data, simulate_ngd
 from workbench.kernels.scan_snap import Dataset2, init_model2, simulate_batch, train_step
+from workbench.kernels.sharding import shard_instances, split_cpu_cores
 from workbench.kernels.svm_solver import solve_att_svm
 
 split_cpu_cores()  # only affects the CPU platform; before anything asks JAX for its backend
@@ -120,7 +120,8 @@ def attention_svm() -> dict:
     for i in range(LOOP_INSTANCES):
         solve(X.X[i], X.z[i], ids[i])
     t_solve_loop = time.perf_counter() - t
-    rate = {"vmap": n * NGD_STEPS / t_vmap, "vmap_sharded": n * NGD_STEPS / t_shard, "loop": LOOP_INSTANCES * NGD_STEPS / t_loop,
+    rate = {"vmap": n * NGD_STEPS / t_vmap, "vmap_sharded": n * NGD_STEPS / t_shard,
+            "loop": LOOP_INSTANCES * NGD_STEPS / t_loop,
             "solver_vmap": n / t_solve_vmap, "solver_loop": LOOP_INSTANCES / t_solve_loop}
     return {"kernel": "attention_svm", "instances": n, "steps": NGD_STEPS, "instance_steps_per_s": rate}
 

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from workbench.core import Check
-from workbench.core.validate import check_int
+from workbench.core.validate import check_int, parse_positive_list
 from workbench.core.errors import TrainingDiverged
 from workbench.core.io import MetricsLog, read_json, write_json_atomic
 from workbench.core.results import Analysis
@@ -54,17 +54,7 @@ class Config:
         if self.T < 2 or self.lr <= 0 or self.steps % self.record_every:
             raise ValueError("need T >= 2, lr > 0 and steps divisible by record_every")
         for name in ("rank_n", "rank_T", "rank_d"):
-            _ints(getattr(self, name), name)
-
-
-def _ints(text: str, name: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise ValueError(f"{name} must be a comma-separated list of positive integers, got {text!r} (e.g. '5,10,15')")
-    return values
+            parse_positive_list("attention-svm", name, getattr(self, name), int)
 
 
 PRESETS = {
@@ -97,7 +87,7 @@ def run_local_converge(config: Config, seed: int, param: str) -> dict:
 
 def run_rank_grid(config: Config, seed: int) -> list[dict]:
     """`svm_rank`: SVMs on the globally optimal tokens of feasible instances, n = first or T = first."""
-    ns, Ts, ds = (_ints(getattr(config, f"rank_{a}"), f"rank_{a}") for a in ("n", "T", "d"))
+    ns, Ts, ds = (parse_positive_list("attention-svm", f"rank_{a}", getattr(config, f"rank_{a}"), int) for a in ("n", "T", "d"))
     rows = []
     for (n, T), d in itertools.product([(n, T) for n in ns for T in Ts if n == ns[0] or T == Ts[0]], ds):
         with jax.enable_x64(True):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.core import Check
-from workbench.core.validate import check_int
+from workbench.core.validate import check_int, parse_positive_list
 from workbench.core.errors import TrainingDiverged
 from workbench.core.io import MetricsLog, write_json_atomic
 from workbench.kernels.scan_snap import Dataset2, simulate_batch
@@ -66,22 +66,12 @@ class Config:
             raise ValueError("fig4_steps must be >= 11 (the log is checked to iteration 10) and freeze_steps >= 101")
         if self.seq_len < 2:
             raise ValueError(f"seq_len must be >= 2, got {self.seq_len}")
-        for name in ("fig6_num_last", "fig6_lr_z", "fig6_ratio"):
-            _floats(getattr(self, name), name)
+        self.grid()  # parses the three lists
 
     def grid(self) -> list[tuple[int, float, float]]:
-        num_last = [int(v) for v in _floats(self.fig6_num_last, "fig6_num_last")]
-        return list(itertools.product(num_last, _floats(self.fig6_lr_z, "fig6_lr_z"), _floats(self.fig6_ratio, "fig6_ratio")))
-
-
-def _floats(text: str, name: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"{name} must be a comma-separated list of positive numbers, got {text!r} (e.g. '1,3,5,10')")
-    return values
+        num_last, lr_z, ratio = (parse_positive_list("scan-snap", name, getattr(self, name), kind)
+                                 for name, kind in (("fig6_num_last", int), ("fig6_lr_z", float), ("fig6_ratio", float)))
+        return list(itertools.product(num_last, lr_z, ratio))
 
 
 PRESETS = {

@@ -38,3 +38,17 @@ def check_choice(owner: str, name: str, value, choices: tuple) -> None:
 def check_shape(owner: str, name: str, array, shape: tuple[int, ...]) -> None:
     if tuple(array.shape) != tuple(shape):
         raise ValueError(f"{owner}.{name} must have shape {tuple(shape)}, got {tuple(array.shape)}")
+
+
+def parse_positive_list(owner: str, name: str, text: str, kind: type = float) -> list:
+    """The comma-separated list `text` (e.g. a `--set` value `"1,3,5"`) as positive `kind` values (int or float)."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(
+            f"{owner}.{name} must be a comma-separated list of positive {what}, got {text!r} (e.g. '1,3,5')"
+        )
+    return values

@@ -20,7 +20,7 @@ import dataclasses
 import enum
 import itertools
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Value = Any  # None, bool, int, float or str: anything hashable that a program computes
 Encoding = Literal["categorical", "numerical"]
@@ -319,29 +319,29 @@ class Select(Selector):
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class SelectorAnd(Selector):
+class _SelectorPair(Selector):
+    """A selector built elementwise from two selectors; subclasses set the `symbol`."""
+
     fst: Selector
     snd: Selector
+    symbol: ClassVar[str]
 
     @property
     def children(self):
         return (self.fst, self.snd)
 
     def describe(self) -> str:
-        return f"{self.fst.label} & {self.snd.label}"
+        return f"{self.fst.label} {self.symbol} {self.snd.label}"
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class SelectorOr(Selector):
-    fst: Selector
-    snd: Selector
+class SelectorAnd(_SelectorPair):
+    symbol = "&"
 
-    @property
-    def children(self):
-        return (self.fst, self.snd)
 
-    def describe(self) -> str:
-        return f"{self.fst.label} | {self.snd.label}"
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class SelectorOr(_SelectorPair):
+    symbol = "|"
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)

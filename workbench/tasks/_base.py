@@ -1,9 +1,27 @@
 """The task contract: `task.sample(key, batch_size) -> batch`, pure, jit-able, deterministic in the key."""
 
 import abc
+import functools
 
 import equinox as eqx
+import jax
 from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def unsharded_draws(sample):
+    """Decorator for a task's `sample`: its draws use the non-partitionable threefry.
+
+    A task batch is drawn on one device, where this generator is 2-4x faster on CPU than JAX's
+    default partitionable one (which only pays off when a draw is sharded). The numbers drawn
+    differ from the default's, deterministically in the key as ever.
+    """
+
+    @functools.wraps(sample)
+    def wrapped(*args, **kwargs):
+        with jax.threefry_partitionable(False):
+            return sample(*args, **kwargs)
+
+    return wrapped
 
 
 class AbstractPromptBatch(eqx.Module):

@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from workbench.core import validate as v
-from ._base import AbstractTask
+from ._base import AbstractTask, unsharded_draws
 
 MAX_ENUMERATE = 2**16
 
@@ -65,6 +65,7 @@ class AbstractBooleanTask(AbstractTask):
         """log P(x | f) under `sample_x`."""
         return jnp.asarray(-self.n_vars * math.log(2.0))
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> BooleanBatch:
         def one(k):
             kp, kx = jax.random.split(k)

@@ -24,7 +24,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from workbench.core import validate as v
-from ._base import AbstractTask
+from ._base import AbstractTask, unsharded_draws
 
 SPLITS = ("train", "iwl", "ic", "ic2")
 _UNROLL = 8  # loops over at most this many classes are unrolled (cheaper than a while loop on CPU)
@@ -217,18 +217,17 @@ class InContextClassification(AbstractTask):
                 means, labels, classes = (jnp.where(bursty, b, i) for b, i in zip(*parts))
         return self._items(noise, means), labels.astype(jnp.int32), classes.astype(jnp.int32), bursty
 
+    @unsharded_draws
     def sample_split(self, key: PRNGKeyArray, batch_size: int, split: str) -> ClassificationBatch:
         """A batch of one split: `"train"` (the training mixture), `"iwl"`, `"ic"` or `"ic2"`.
 
-        The batch's uniforms and normals come from two draws, then `vmap` builds each sequence. Few large
-        draws cost much less than a small one per sequence, and the non-partitionable threefry (these
-        draws are never sharded) generates the item noise about twice as fast on CPU."""
+        The batch's uniforms and normals come from two draws, then `vmap` builds each sequence: a few
+        large draws cost much less than a small one per sequence."""
         v.check_choice(type(self).__name__, "split", split, SPLITS)
         sizes, fresh_rows = self._layout(split)[:2]
-        with jax.threefry_partitionable(False):
-            ku, kz = jax.random.split(key)
-            flat = jax.random.uniform(ku, (batch_size, sum(sizes.values())))
-            z = jax.random.normal(kz, (batch_size, self.n_context + 1 + fresh_rows, self.dim))
+        ku, kz = jax.random.split(key)
+        flat = jax.random.uniform(ku, (batch_size, sum(sizes.values())))
+        z = jax.random.normal(kz, (batch_size, self.n_context + 1 + fresh_rows, self.dim))
         items, labels, classes, bursty = jax.vmap(lambda f, zz: self._one(f, zz, split))(flat, z)
         return ClassificationBatch(items=items, labels=labels, classes=classes, bursty=bursty)
 

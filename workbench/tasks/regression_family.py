@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from workbench.core import validate as v
 from . import predictors as P
-from ._base import AbstractPromptBatch, AbstractTask, RegressionBatch
+from ._base import AbstractPromptBatch, AbstractTask, RegressionBatch, unsharded_draws
 
 
 def _label_noise(key: PRNGKeyArray, shape: tuple[int, ...], noise: float) -> Float[Array, "..."] | float:
@@ -93,6 +93,7 @@ class SparseLinearRegression(AbstractTask):
         v.check_float(name, "weight_scale", self.weight_scale, strict=True)
         v.check_float(name, "lasso_alpha", self.lasso_alpha, strict=True)
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionBatch:
         kx, kw, ks, kn = jax.random.split(key, 4)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
@@ -136,6 +137,7 @@ class FinitePoolRegression(AbstractTask):
         self.d, self.n_points, self.n_tasks, self.noise, self.weight_scale = d, n_points, n_tasks, noise, weight_scale
         self.pool = weight_scale * jax.random.normal(key, (n_tasks, d))
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionBatch:
         kx, ki, kn = jax.random.split(key, 3)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
@@ -158,6 +160,7 @@ class ReLUNetRegression(AbstractTask):
         for name in ("d", "n_points", "hidden"):
             v.check_int(type(self).__name__, name, getattr(self, name))
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> FunctionBatch:
         kx, k1, k2 = jax.random.split(key, 3)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
@@ -193,6 +196,7 @@ class DecisionTreeRegression(AbstractTask):
         for name in ("d", "n_points", "depth"):
             v.check_int(type(self).__name__, name, getattr(self, name))
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> FunctionBatch:
         kx, kf, kl = jax.random.split(key, 3)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))
@@ -226,6 +230,7 @@ class ARProcess(AbstractTask):
         v.check_int(name, "seq_len", self.seq_len, low=2)
         v.check_choice(name, "x1_dist", self.x1_dist, ("gaussian", "rademacher"))
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> TrajectoryBatch:
         ka, kx = jax.random.split(key)
         theta = jax.random.uniform(ka, (batch_size, self.d // 2), maxval=2 * jnp.pi)
@@ -284,6 +289,7 @@ class RepresentationRegression(AbstractTask):
             x = jax.nn.relu(a @ x)
         return x
 
+    @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RepresentationBatch:
         kx, kw, kn = jax.random.split(key, 3)
         xs = jax.random.normal(kx, (batch_size, self.n_points + 1, self.d))

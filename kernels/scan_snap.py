@@ -99,10 +99,16 @@ class Dataset2(eqx.Module):
         active_next = active_last * self.num_next_per_last
         n = jnp.minimum(jnp.floor(u[0] * active_next), active_next - 1).astype(jnp.int32)
         # Token l is drawn when cdf[l-1] <= u < cdf[l]; counting the draws at or above each cdf[l]
-        # and differencing gives the counts with one fused compare-and-sum (a scatter-add of token
-        # ids is the slowest op on CPU).
+        # and differencing gives the counts. XLA on CPU does not fuse a compare into the reduction
+        # after it (a one-shot compare-and-sum writes out a [draws, support] mask per sequence,
+        # 300 MB for 256 instances), so the draws are accumulated in a partly unrolled loop whose
+        # state stays in cache; a scatter-add of token ids is slower still.
         cdf = jnp.cumsum(self.support_probs())[:-1]
-        above = (u[1:, None] >= cdf).sum(0).astype(jnp.float32)  # [support - 1]: draws past cdf[l]
+
+        def add_draw(t, above):  # above[l]: draws so far at or past cdf[l]
+            return above + (u[t] >= cdf).astype(jnp.float32)
+
+        above = jax.lax.fori_loop(1, self.seq_len, add_draw, jnp.zeros(cdf.shape), unroll=8)
         at_least = jnp.concatenate([jnp.array([self.seq_len - 1.0]), above])
         return at_least - jnp.append(above, 0.0), n
 

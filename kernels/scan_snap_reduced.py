@@ -61,6 +61,17 @@ def velocity(model: Model2, data: Dataset2, active_last: Int[Array, ""]) -> Mode
     return Model2(dY_common, dY_distinct, dZ_common, dzs[:, nc:])
 
 
+def reduced_step(
+    data: Dataset2, model: Model2, vel: Model2, lr_y, lr_z, active_last: Int[Array, ""], *, momentum: float = 0.9
+) -> tuple[Model2, Model2]:
+    """One momentum step on the exact population gradient (minus `velocity`), as `train_step`
+    steps on a minibatch gradient."""
+    g = jax.tree.map(jnp.negative, velocity(model, data, active_last))
+    vel = jax.tree.map(lambda v, gi: momentum * v + gi, vel, g)
+    lrs = Model2(lr_y, lr_y, lr_z, lr_z)
+    return jax.tree.map(lambda p, v, lr: p - lr * v, model, vel, lrs), vel
+
+
 class ReducedTrace(eqx.Module):
     """`entropy`, `common_mass`, `loss` (population) per step (before the update) plus a final row for
     entropy/common mass; `attention` c_n over supports `[steps + 1, next, support]`."""
@@ -89,7 +100,6 @@ def simulate_reduced(
     with jax.threefry_partitionable(False):
         model = init_model2(data, jax.random.split(key)[0], active_last, zero_init)
     lr_y, lr_z = jnp.asarray(lr_y, jnp.float32), jnp.asarray(lr_z, jnp.float32)
-    lrs = Model2(lr_y, lr_y, lr_z, lr_z)
     active = jnp.arange(data.num_next) < active_last * data.num_next_per_last
 
     def observe(model):
@@ -99,9 +109,7 @@ def simulate_reduced(
 
     def step(carry, _):
         model, vel = carry
-        g = jax.tree.map(jnp.negative, velocity(model, data, active_last))
-        vel = jax.tree.map(lambda v, gi: momentum * v + gi, vel, g)
-        new = jax.tree.map(lambda p, v, lr: p - lr * v, model, vel, lrs)
+        new, vel = reduced_step(data, model, vel, lr_y, lr_z, active_last, momentum=momentum)
         return (new, vel), (population_loss(model, data, active_last), *observe(model))
 
     vel0 = jax.tree.map(jnp.zeros_like, model)

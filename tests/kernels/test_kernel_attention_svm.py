@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from workbench.kernels.attention_svm import correlation, init_params, optimal_tokens, sample_svm_data, simulate_ngd
+from workbench.kernels.attention_svm import (
+    correlation, init_params, ngd_step, observe, optimal_tokens, sample_svm_data, simulate_ngd, train_ngd,
+)
 from workbench.kernels.svm_solver import margins, att_svm_problem, matrix_rank, solve_att_svm
 
 
@@ -74,6 +76,28 @@ def test_bad_input_raises():
         init_params(jax.random.key(0), 3, "QK")
     with pytest.raises(ValueError, match="T >= 2"):
         sample_svm_data(jax.random.key(0), 3, 1, 4)
+
+
+def test_token_space_w_step_matches_autodiff():
+    """The W-parametrisation's token-space step (what `train_ngd` runs) gives the same iterates as
+    autodiff NGD on W itself; the trace's observables are those of the recorded W."""
+    steps = 150
+    with jax.enable_x64(True):
+        data = sample_svm_data(jax.random.key(4), 4, 5, 6)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), init_params(jax.random.key(5), 6, "W"))
+        trace = jax.jit(lambda d, p: train_ngd(d, p, steps=steps, lr=0.1, record_every=50))(data, params)
+
+        def autodiff(p, _):
+            p = ngd_step(data, p, 0.1)
+            return p, p.W
+
+        _, Ws = jax.jit(lambda p: jax.lax.scan(autodiff, p, None, length=steps))(params)
+        assert float(jnp.linalg.norm(Ws[-1] - params.W)) > 5  # NGD moved W well away from its init
+        np.testing.assert_allclose(trace.W, Ws[49::50], rtol=0, atol=1e-11)
+        prob, loss, sel = jax.vmap(observe, in_axes=(0, None))(Ws[49::50], data)
+        np.testing.assert_allclose(trace.max_prob, prob, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(trace.loss, loss, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(trace.selected, sel[-1])
 
 
 def test_local_converge_correlation():

@@ -8,7 +8,7 @@ importing `workbench.lens` never imports torch.
 
 from typing import Any
 
-from workbench.models import TransformerConfig
+from workbench.models import ACT_FNS, NORMALIZATION_TYPES, TransformerConfig
 
 _INSTALL_HINT = "install the extra: pip install 'workbench[lens]' (transformer-lens>=4.3 and torch)"
 
@@ -89,9 +89,9 @@ def _check_bridge_cfg(cfg: Any) -> None:
         )
         if value != off and not harmless:
             raise ValueError(f"bridge.cfg.{name}={value!r} cannot be imported: the workbench has no {what}")
-    if cfg.act_fn not in ("relu", "gelu", "gelu_new"):
+    if cfg.act_fn not in ACT_FNS:
         raise ValueError(f"bridge.cfg.act_fn={cfg.act_fn!r} cannot be imported: the workbench has relu, gelu, gelu_new")
-    if cfg.normalization_type not in ("LN", "LNPre", "RMS", None):
+    if cfg.normalization_type not in NORMALIZATION_TYPES:
         raise ValueError(
             f"bridge.cfg.normalization_type={cfg.normalization_type!r} cannot be imported: the workbench has "
             "LN, LNPre, RMS or None"

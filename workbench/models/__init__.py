@@ -1,6 +1,8 @@
 """Models: the hooked `Transformer` and the linear self-attention layer of ICL theory."""
 
 from . import sites as sites
+from ._config import ACT_FNS as ACT_FNS
+from ._config import NORMALIZATION_TYPES as NORMALIZATION_TYPES
 from ._config import TransformerConfig as TransformerConfig
 from ._hooks import Hooks as Hooks
 from .lsa import LinearSelfAttention as LinearSelfAttention

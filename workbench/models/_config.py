@@ -1,9 +1,13 @@
 """`TransformerConfig`: the architecture switches, with TransformerLens' field names."""
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
-NormType = Literal["LN", "LNPre", "RMS"] | None
+_Norm = Literal["LN", "LNPre", "RMS"]
+NormType = _Norm | None
+ActFn = Literal["relu", "gelu", "gelu_new"]
+NORMALIZATION_TYPES = (*get_args(_Norm), None)
+ACT_FNS = get_args(ActFn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +30,7 @@ class TransformerConfig:
     d_vocab_out: int | None = None
     d_mlp: int | None = None
     attn_only: bool = False
-    act_fn: Literal["relu", "gelu", "gelu_new"] = "gelu"
+    act_fn: ActFn = "gelu"
     normalization_type: NormType = "LN"
     positional_embedding_type: Literal["standard", "none"] = "standard"
     attention_dir: Literal["causal", "bidirectional"] = "causal"
@@ -45,9 +49,9 @@ class TransformerConfig:
             raise ValueError("TransformerConfig: vector inputs need d_vocab_out (the output width)")
         if self.d_mlp is not None and self.d_mlp < 1:
             raise ValueError(f"TransformerConfig.d_mlp must be >= 1, got {self.d_mlp}")
-        if self.act_fn not in ("relu", "gelu", "gelu_new"):
+        if self.act_fn not in ACT_FNS:
             raise ValueError(f"TransformerConfig.act_fn must be relu, gelu or gelu_new, got {self.act_fn!r}")
-        if self.normalization_type not in ("LN", "LNPre", "RMS", None):
+        if self.normalization_type not in NORMALIZATION_TYPES:
             raise ValueError(
                 f"TransformerConfig.normalization_type must be LN, LNPre, RMS or None, got {self.normalization_type!r}"
             )

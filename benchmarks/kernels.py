@@ -2,14 +2,14 @@
 Python loop over the same jitted JAX step, and against a NumPy reference (scan-and-snap only).
 
 - scan-and-snap (SGD): the Fig. 6 shapes at num_last = 1 (M = 33, batch 128, L = 128), SGD with
-  momentum; the loop's step is the kernel's own scan body (batch key folded in inside the step,
+  momentum; the loop's step is the kernel's training step (batch key folded in inside the step,
   the kernel's threefry mode).
 - scan-and-snap (reduced): the deterministic long-sequence dynamics at the same shapes.
 - attention-SVM: normalised GD in float64 at the `local_converge` shapes (n = 6, T = 8, d = 10), the
   W-parametrisation's token-space step; plus the batched Att-SVM solver (Frobenius) against a loop
   of single-instance solves.
 
-Every variant is jitted and warmed up first (compile time excluded, eager key ops included), then
+Every variant is jitted and warmed up first (compile time excluded; the loops' keys are made beforehand), then
 timed `REPEATS` times; rates use the median. The vmapped rate uses `INSTANCES` instances; the loops
 run `LOOP_INSTANCES` instances one after another and report their rate (instance-steps/s).
 
@@ -86,7 +86,7 @@ def scan_snap() -> dict:
     t_shard = _timed(lambda k: shard_instances(vmapped, k), keys)
 
     @jax.jit
-    def step(model, vel, key, t):  # the kernel's scan body, as `simulate` runs it
+    def step(model, vel, key, t):  # the training step of `simulate`'s scan body
         with jax.threefry_partitionable(False):
             return train_step(data, model, vel, jax.random.fold_in(key, t), 2.0, 1.0, one)
 

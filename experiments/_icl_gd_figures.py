@@ -1,26 +1,16 @@
 """Figures and tables of the icl-gd experiment, drawn from its run folders."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from workbench.core.io import read_json, read_jsonl
 from workbench.core.results import Analysis
 from workbench.theory import lsa_gd
 
+from ._base import SeedRun, curves
+
 BLUE, ORANGE, GREY, GREEN = "#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c"
-
-
-def _curves(run_dirs: list[Path], name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Eval metric `name` for every seed: steps [n_steps], values [n_seeds, n_steps]."""
-    per_seed = []
-    for d in run_dirs:
-        rows = [r for r in read_jsonl(Path(d) / "metrics.jsonl") if r["split"] == "eval" and r["name"] == name]
-        per_seed.append({r["step"]: r["value"] for r in rows})
-    steps = sorted(set.intersection(*(set(s) for s in per_seed)))
-    return np.array(steps), np.array([[s[t] for t in steps] for s in per_seed])
 
 
 def _band(fig: go.Figure, steps, values, name: str, color: str) -> None:
@@ -34,10 +24,10 @@ def _hline(fig: go.Figure, y: float, name: str, color: str, dash: str) -> None:
     fig.add_scatter(x=[0, 1], y=[y, y], xaxis="x2", name=name, mode="lines", line=dict(color=color, dash=dash))
 
 
-def loss_figure(run_dirs: list[Path], extras: list[dict]) -> go.Figure:
-    steps, loss = _curves(run_dirs, "loss")
+def loss_figure(runs: list[SeedRun], extras: list[dict]) -> go.Figure:
+    steps, loss = curves(runs, "eval", "loss")
     fig = go.Figure()
-    _band(fig, steps, loss, f"trained LSA (mean, min–max over {len(run_dirs)} seeds)", BLUE)
+    _band(fig, steps, loss, f"trained LSA (mean, min–max over {len(runs)} seeds)", BLUE)
     _hline(fig, np.mean([e["gd_loss"] for e in extras]), "one GD step, line-searched η*", ORANGE, "dash")
     _hline(fig, extras[0]["theory_gd_loss"], "one GD step, closed form at optimal η", GREEN, "dot")
     _hline(fig, np.mean([e["ols_loss"] for e in extras]), "OLS", GREY, "dashdot")
@@ -49,8 +39,8 @@ def loss_figure(run_dirs: list[Path], extras: list[dict]) -> go.Figure:
     return fig
 
 
-def cosine_figure(run_dirs: list[Path]) -> go.Figure:
-    steps, cos = _curves(run_dirs, "pred_cosine_gd")
+def cosine_figure(runs: list[SeedRun]) -> go.Figure:
+    steps, cos = curves(runs, "eval", "pred_cosine_gd")
     fig = go.Figure()
     _band(fig, steps, cos, "cos(LSA predictions, GD predictions)", BLUE)
     fig.update_layout(title="Agreement with GD during training", xaxis_title="training step",
@@ -70,10 +60,8 @@ def agreement_figure(extras: list[dict]) -> go.Figure:
     return fig
 
 
-def theory_figure(config, extras: list[dict]) -> go.Figure:
-    from workbench.experiments.icl_gd import make_task
-
-    s2, m4 = make_task(config).x_moments
+def theory_figure(config, extras: list[dict], s2: float, m4: float) -> go.Figure:
+    """`s2`, `m4`: the second and fourth moments of one input coordinate."""
     eta_opt = lsa_gd.optimal_eta(config.d, config.n_points, s2, m4)
     etas = np.linspace(0, 2 * eta_opt, 200)
     fig = go.Figure()
@@ -97,13 +85,14 @@ def _table(seeds_extras: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def analyse(config, run_dirs: list[Path]) -> Analysis:
-    extras = [read_json(Path(d) / "extras.json") for d in run_dirs]
+def analyse(config, runs: list[SeedRun], s2: float, m4: float) -> Analysis:
+    """The page's figures and per-seed table; `s2`, `m4` as in `theory_figure`."""
+    extras = [run.read_json("extras") for run in runs]
     figures = {
-        "loss": loss_figure(run_dirs, extras),
-        "theory": theory_figure(config, extras),
+        "loss": loss_figure(runs, extras),
+        "theory": theory_figure(config, extras, s2, m4),
         "agreement": agreement_figure(extras),
-        "cosine": cosine_figure(run_dirs),
+        "cosine": cosine_figure(runs),
     }
     captions = {
         "loss": "The trained layer's test loss falls onto the loss of one GD step with the optimal step size "
@@ -113,6 +102,6 @@ def analyse(config, run_dirs: list[Path]) -> Analysis:
         "agreement": "Per-prompt predictions of the trained layer against one GD step.",
         "cosine": "Cosine between the layer's and GD's predictions on the fixed eval prompts during training.",
     }
-    table = _table([(Path(d).name.removeprefix("seed-"), e) for d, e in zip(run_dirs, extras)])
+    table = _table([(str(run.seed), e) for run, e in zip(runs, extras)])
     return Analysis(figures={k: json.loads(f.to_json()) for k, f in figures.items()},
                     markdown="## Per-seed numbers\n\n" + table + "\n", captions=captions)

@@ -1,21 +1,15 @@
 """Figures and tables of the scan-snap experiment, written by `run` into each seed's folder and
-gathered by `analyse`."""
-
-import json
-from pathlib import Path
+gathered by `analyse`. `published` is the authors' Fig. 6 table, `log` their Fig. 4 log."""
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.core.io import read_json, write_json_atomic
 from workbench.core.results import Analysis
 
+from ._base import SeedRun
+
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
-
-
-def _save(run_dir: Path, name: str, fig: go.Figure) -> None:
-    write_json_atomic(run_dir / "figures" / f"{name}.json", json.loads(fig.to_json()))
 
 
 def loss_figure(fig4, log: dict) -> go.Figure:
@@ -75,19 +69,16 @@ def sweep_figure(table: list[dict], published: dict) -> go.Figure:
     return fig
 
 
-def write_figures(run_dir: Path, config, fig4, table, freeze_sgd, reduced, log: dict, published: dict) -> None:
-    _save(run_dir, "fig4_loss", loss_figure(fig4, log))
-    _save(run_dir, "fig4_attention", attention_figure(fig4))
-    _save(run_dir, "snap", freeze_figure(freeze_sgd, reduced))
-    _save(run_dir, "fig6_entropy", sweep_figure(table, published))
+def write_figures(run: SeedRun, fig4, table, freeze_sgd, reduced, log: dict, published: dict) -> None:
+    run.write_figure("fig4_loss", loss_figure(fig4, log))
+    run.write_figure("fig4_attention", attention_figure(fig4))
+    run.write_figure("snap", freeze_figure(freeze_sgd, reduced))
+    run.write_figure("fig6_entropy", sweep_figure(table, published))
 
 
-def analyse(config, run_dirs: list[Path]) -> Analysis:
-    from .scan_snap import FIG6_NUM_LAST_1
-
-    first = Path(run_dirs[0])
+def analyse(config, runs: list[SeedRun], published: dict) -> Analysis:
     names = ["fig4_loss", "fig4_attention", "snap", "fig6_entropy"]
-    figures = {n: read_json(first / "figures" / f"{n}.json") for n in names}
+    figures = {n: runs[0].read_figure(n) for n in names}
     captions = {
         "fig4_loss": "Fig. 4 config (num_last = 2, zero init, η_Y = η_Z = 1, batch 128, L = 128) against the authors' log.",
         "fig4_attention": "Scan: c_n of class 0 moves from the common tokens to the distinct ones, most to the frequent ones.",
@@ -96,11 +87,11 @@ def analyse(config, run_dirs: list[Path]) -> Analysis:
         "fig6_entropy": f"Fig. 6: entropy after {config.fig6_steps} steps (mean ± std over {config.fig6_seeds} seeds); "
                         "crosses are the authors' values (num_last = 1 only; the other rows are kept back).",
     }
-    tables = [read_json(Path(d) / "fig6_table.json") for d in run_dirs]
+    tables = [run.read_json("fig6_table") for run in runs]
     lines = ["| num_last | η_Z | η_Y/η_Z | ours (mean ± std) | paper (mean ± std) |", "|---|---|---|---|---|"]
     for i, row in enumerate(tables[0]):
         mean = np.mean([t[i]["mean"] for t in tables])
-        pub = FIG6_NUM_LAST_1.get((row["lr_z"], row["ratio"])) if row["num_last"] == 1 else None
+        pub = published.get((row["lr_z"], row["ratio"])) if row["num_last"] == 1 else None
         paper = f"{pub[0]:.3f} ± {pub[1]:.3f}" if pub else "kept back"
         lines.append(f"| {row['num_last']} | {row['lr_z']:g} | {row['ratio']:g} | {mean:.3f} ± {row['std']:.3f} | {paper} |")
     return Analysis(figures=figures, markdown="## Fig. 6 table\n\n" + "\n".join(lines) + "\n", captions=captions)

@@ -1,27 +1,26 @@
 """Transformers as SVMs (Tarzanagh et al. 2023): normalised GD on one-layer attention converges in
 direction to the Att-SVM solution (Frobenius for W, nuclear norm for (K, Q)); the SVM ranks.
 
-An outer seed (`--seeds`) is one full reproduction; its instances are `fold_in(key(seed), i)`.
+An outer seed (`--seeds`) is one full reproduction; its instances are `fold_in(stream, i)` of the
+named streams `converge` and `rank n=.. T=.. d=..` (one per grid cell) of the outer seed.
 Everything runs in float64 (as the authors' notebooks), all instances in one vmapped call.
 """
 
 import dataclasses
 import itertools
-import json
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import plotly.graph_objects as go
 
 from workbench.core import Check
-from workbench.core.validate import check_int, parse_positive_list
 from workbench.core.errors import TrainingDiverged
-from workbench.core.io import MetricsLog, read_json, write_json_atomic
 from workbench.core.results import Analysis
+from workbench.core.validate import check_int, parse_positive_list
 from workbench.kernels.attention_svm import correlation, optimal_tokens, sample_svm_data, simulate_ngd
 from workbench.kernels.svm_solver import matrix_rank, solve_att_svm
+
+from ._base import Experiment, SeedRun
 
 TITLE = "Transformers as support vector machines"
 PAPER = "Tarzanagh, Li, Thrampoulidis, Oymak 2023, *Transformers as Support Vector Machines* (arXiv 2308.16898)"
@@ -53,8 +52,46 @@ class Config:
             check_int("attention-svm", name, getattr(self, name))
         if self.T < 2 or self.lr <= 0 or self.steps % self.record_every:
             raise ValueError("need T >= 2, lr > 0 and steps divisible by record_every")
-        for name in ("rank_n", "rank_T", "rank_d"):
-            parse_positive_list("attention-svm", name, getattr(self, name), int)
+        self.rank_cells()  # parses the three lists
+
+    def rank_cells(self) -> list["RankCell"]:
+        """The `svm_rank` grid: every d for (n, T) pairs with n = first or T = first."""
+        ns, Ts, ds = (parse_positive_list("attention-svm", f"rank_{a}", getattr(self, f"rank_{a}"), int)
+                      for a in ("n", "T", "d"))
+        pairs = [(n, T) for n in ns for T in Ts if n == ns[0] or T == Ts[0]]
+        return [RankCell(n, T, d) for (n, T), d in itertools.product(pairs, ds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class RankCell:
+    n: int
+    T: int
+    d: int
+
+    @property
+    def stream(self) -> str:
+        """The name of this cell's key stream."""
+        return f"rank n={self.n} T={self.T} d={self.d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RankRow:
+    """The SVM ranks of one grid cell over its feasible instances (`nuc_feasible`: per instance)."""
+
+    cell: RankCell
+    feasible: int
+    rank_fro: tuple[int, ...]
+    rank_nuc: tuple[int, ...]
+    nuc_feasible: tuple[bool, ...]
+
+    def to_dict(self) -> dict:
+        return {"n": self.cell.n, "T": self.cell.T, "d": self.cell.d, "feasible": self.feasible,
+                "rank_fro": list(self.rank_fro), "rank_nuc": list(self.rank_nuc), "nuc_feasible": list(self.nuc_feasible)}
+
+    @classmethod
+    def from_dict(cls, r: dict) -> "RankRow":
+        return cls(RankCell(r["n"], r["T"], r["d"]), r["feasible"], tuple(r["rank_fro"]), tuple(r["rank_nuc"]),
+                   tuple(r["nuc_feasible"]))
 
 
 PRESETS = {
@@ -64,20 +101,15 @@ PRESETS = {
 }
 
 
-def _keys(seed: int, stream: int, count: int) -> jax.Array:
-    base = jax.random.fold_in(jax.random.key(seed), stream)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(count))
-
-
-def run_local_converge(config: Config, seed: int, param: str) -> dict:
+def run_local_converge(config: Config, run: SeedRun, param: str) -> dict:
     """`local_converge`: NGD from the default init, SVM on the tokens GD selected."""
     norm = "fro" if param == "W" else "nuc"
     with jax.enable_x64(True):
         fn = jax.jit(jax.vmap(lambda k: simulate_ngd(k, config.n, config.T, config.d, param=param, steps=config.steps,
                                                      lr=config.lr, record_every=config.record_every)))
-        data, trace = fn(_keys(seed, 1, config.instances))
+        data, trace = fn(run.keys("converge", config.instances))
         if not np.isfinite(np.asarray(trace.loss)).all():
-            raise TrainingDiverged(f"attention-svm ({param}): loss not finite", step=-1, seeds=[seed])
+            raise TrainingDiverged(f"attention-svm ({param}): loss not finite", step=-1, seeds=[run.seed])
         sols = {k: solve_att_svm(data.X, data.z, trace.selected, norm=k) for k in ("fro", "nuc")}
         corr = {k: np.asarray(jax.vmap(correlation)(trace.W, s.W)) for k, s in sols.items()}
         local = np.asarray(trace.selected != jax.vmap(optimal_tokens)(data)).any(-1)
@@ -85,25 +117,21 @@ def run_local_converge(config: Config, seed: int, param: str) -> dict:
             "feasible": np.asarray(sols[norm].feasible), "min_margin": np.asarray(sols[norm].min_margin), "local": local}
 
 
-def run_rank_grid(config: Config, seed: int) -> list[dict]:
-    """`svm_rank`: SVMs on the globally optimal tokens of feasible instances, n = first or T = first."""
-    ns, Ts, ds = (parse_positive_list("attention-svm", f"rank_{a}", getattr(config, f"rank_{a}"), int) for a in ("n", "T", "d"))
-    rows = []
-    for (n, T), d in itertools.product([(n, T) for n in ns for T in Ts if n == ns[0] or T == Ts[0]], ds):
-        with jax.enable_x64(True):
-            data = jax.jit(jax.vmap(lambda k: sample_svm_data(k, n, T, d)))(_keys(seed, 1000 + 97 * n + 13 * T + d, config.rank_pool))
-            ids = jax.vmap(optimal_tokens)(data)
-            fro = solve_att_svm(data.X, data.z, ids, norm="fro")
-            keep = np.flatnonzero(np.asarray(fro.feasible))[: config.rank_instances]
-            nuc = solve_att_svm(data.X[keep], data.z[keep], ids[keep], norm="nuc")
-            r_fro = np.asarray(jax.vmap(matrix_rank)(fro.W[keep]))
-            r_nuc = np.asarray(jax.vmap(matrix_rank)(nuc.W))
-        rows.append({"n": n, "T": T, "d": d, "feasible": int(len(keep)), "rank_fro": r_fro.tolist(), "rank_nuc": r_nuc.tolist(),
-                     "nuc_feasible": np.asarray(nuc.feasible).tolist()})
-    return rows
+def run_rank_cell(config: Config, run: SeedRun, cell: RankCell) -> RankRow:
+    """`svm_rank` in one cell: SVMs on the globally optimal tokens of its first feasible instances."""
+    with jax.enable_x64(True):
+        sample = jax.jit(jax.vmap(lambda k: sample_svm_data(k, cell.n, cell.T, cell.d)))
+        data = sample(run.keys(cell.stream, config.rank_pool))
+        ids = jax.vmap(optimal_tokens)(data)
+        fro = solve_att_svm(data.X, data.z, ids, norm="fro")
+        keep = np.flatnonzero(np.asarray(fro.feasible))[: config.rank_instances]
+        nuc = solve_att_svm(data.X[keep], data.z[keep], ids[keep], norm="nuc")
+        r_fro = np.asarray(jax.vmap(matrix_rank)(fro.W[keep]))
+        r_nuc = np.asarray(jax.vmap(matrix_rank)(nuc.W))
+    return RankRow(cell, len(keep), tuple(r_fro.tolist()), tuple(r_nuc.tolist()), tuple(np.asarray(nuc.feasible).tolist()))
 
 
-def _checks(config: Config, results: list[dict], rank_rows: list[dict]) -> list[Check]:
+def _checks(config: Config, results: list[dict], rank_rows: list[RankRow]) -> list[Check]:
     checks = []
     for r in results:
         c = r["corr"][r["norm"]][:, -1]
@@ -114,8 +142,8 @@ def _checks(config: Config, results: list[dict], rank_rows: list[dict]) -> list[
                             "mean max softmax probability at the final W", one_sided=True))
         checks.append(Check(f"svm_feasible_{r['param']}", 1.0, float(r["feasible"].mean()), 0.0,
                             "fraction of instances whose Att-SVM on the selected tokens was solved to 1e-6", one_sided=True))
-    bound = [rf <= min(row["n"], row["d"]) for row in rank_rows for rf in row["rank_fro"]]
-    order = [rn <= rf for row in rank_rows for rf, rn in zip(row["rank_fro"], row["rank_nuc"])]
+    bound = [rf <= min(row.cell.n, row.cell.d) for row in rank_rows for rf in row.rank_fro]
+    order = [rn <= rf for row in rank_rows for rf, rn in zip(row.rank_fro, row.rank_nuc)]
     if bound:
         checks.append(Check("rank_fro_le_min_n_d", 1.0, float(np.mean(bound)), 0.0,
                             "fraction of feasible grid instances with rank(W^mm) <= min(n, d) (tol 1e-7)", one_sided=True))
@@ -124,27 +152,21 @@ def _checks(config: Config, results: list[dict], rank_rows: list[dict]) -> list[
     return checks
 
 
-def run(config: Config, seeds: list[int], run_dirs: list[Path], *, vmap: bool = False) -> list[list[Check]]:
-    """Each outer seed trains all its instances in one call per parametrisation (always vmapped)."""
-    out = []
-    for seed, run_dir in zip(seeds, run_dirs):
-        run_dir = Path(run_dir)
-        results = [run_local_converge(config, seed, p) for p in ("W", "KQ")]
-        rank_rows = run_rank_grid(config, seed)
-        log = MetricsLog(run_dir / "metrics.jsonl")
-        for i, t in enumerate(range(config.record_every, config.steps + 1, config.record_every)):
-            log.log(t, "train", {f"corr_{r['param']}_{k}": float(r["corr"][k][:, i].mean()) for r in results for k in r["corr"]})
-        summary = {r["param"]: {"corr_mean": {k: r["corr"][k].mean(0).tolist() for k in r["corr"]},
-                                "corr_std": {k: r["corr"][k].std(0).tolist() for k in r["corr"]},
-                                "max_prob_mean": r["max_prob"].mean(0).tolist(),
-                                "local_fraction": float(r["local"].mean())} for r in results}
-        write_json_atomic(run_dir / "curves.json", summary)
-        write_json_atomic(run_dir / "rank_grid.json", rank_rows)
-        fig = _corr_figure(config, summary)
-        write_json_atomic(run_dir / "figures" / "correlation.json", json.loads(fig.to_json()))
-        write_json_atomic(run_dir / "figures" / "rank.json", json.loads(_rank_figure(rank_rows).to_json()))
-        out.append(_checks(config, results, rank_rows))
-    return out
+def _run_seed(config: Config, run: SeedRun) -> list[Check]:
+    """One outer seed: all its instances in one call per parametrisation (always vmapped), then the grid."""
+    results = [run_local_converge(config, run, p) for p in ("W", "KQ")]
+    rank_rows = [run_rank_cell(config, run, cell) for cell in config.rank_cells()]
+    for i, t in enumerate(range(config.record_every, config.steps + 1, config.record_every)):
+        run.log.log(t, "train", {f"corr_{r['param']}_{k}": float(r["corr"][k][:, i].mean()) for r in results for k in r["corr"]})
+    summary = {r["param"]: {"corr_mean": {k: r["corr"][k].mean(0).tolist() for k in r["corr"]},
+                            "corr_std": {k: r["corr"][k].std(0).tolist() for k in r["corr"]},
+                            "max_prob_mean": r["max_prob"].mean(0).tolist(),
+                            "local_fraction": float(r["local"].mean())} for r in results}
+    run.write_json("curves", summary)
+    run.write_json("rank_grid", [row.to_dict() for row in rank_rows])
+    run.write_figure("correlation", _corr_figure(config, summary))
+    run.write_figure("rank", _rank_figure(rank_rows))
+    return _checks(config, results, rank_rows)
 
 
 def _corr_figure(config: Config, summary: dict) -> go.Figure:
@@ -159,27 +181,27 @@ def _corr_figure(config: Config, summary: dict) -> go.Figure:
     return fig
 
 
-def _rank_figure(rows: list[dict]) -> go.Figure:
+def _rank_figure(rows: list[RankRow]) -> go.Figure:
     fig = go.Figure()
-    for (n, T) in sorted({(r["n"], r["T"]) for r in rows}):
-        sel = [r for r in rows if (r["n"], r["T"]) == (n, T) and r["feasible"]]
+    for (n, T) in sorted({(r.cell.n, r.cell.T) for r in rows}):
+        sel = [r for r in rows if (r.cell.n, r.cell.T) == (n, T) and r.feasible]
         for key, dash in (("rank_fro", None), ("rank_nuc", "dash")):
-            fig.add_scatter(x=[r["d"] for r in sel], y=[np.mean(r[key]) for r in sel], line=dict(dash=dash),
+            fig.add_scatter(x=[r.cell.d for r in sel], y=[np.mean(getattr(r, key)) for r in sel], line=dict(dash=dash),
                             name=f"n={n}, T={T}, {'Frobenius' if key == 'rank_fro' else 'nuclear'}")
     fig.update_layout(xaxis_title="d", yaxis_title="mean rank of the SVM solution (tol 1e-7)")
     return fig
 
 
-def analyse(config: Config, run_dirs: list[Path]) -> Analysis:
-    first = Path(run_dirs[0])
-    figures = {n: read_json(first / "figures" / f"{n}.json") for n in ("correlation", "rank")}
-    rows = read_json(first / "rank_grid.json")
-    curves = read_json(first / "curves.json")
+def _analyse(config: Config, runs: list[SeedRun]) -> Analysis:
+    first = runs[0]
+    figures = {n: first.read_figure(n) for n in ("correlation", "rank")}
+    rows = [RankRow.from_dict(r) for r in first.read_json("rank_grid")]
+    curves = first.read_json("curves")
     lines = ["| n | T | d | feasible | mean rank (Frobenius) | mean rank (nuclear) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        fro = f"{np.mean(r['rank_fro']):.2f}" if r["feasible"] else "–"
-        nuc = f"{np.mean(r['rank_nuc']):.2f}" if r["feasible"] else "–"
-        lines.append(f"| {r['n']} | {r['T']} | {r['d']} | {r['feasible']} | {fro} | {nuc} |")
+        fro = f"{np.mean(r.rank_fro):.2f}" if r.feasible else "–"
+        nuc = f"{np.mean(r.rank_nuc):.2f}" if r.feasible else "–"
+        lines.append(f"| {r.cell.n} | {r.cell.T} | {r.cell.d} | {r.feasible} | {fro} | {nuc} |")
     local = ", ".join(f"{p}: {c['local_fraction']:.2f}" for p, c in curves.items())
     md = ("## Rank grid\n\n" + "\n".join(lines) + "\n\n"
           f"Fraction of `local_converge` instances where GD selected a locally (not globally) optimal token: {local}.\n")
@@ -187,3 +209,16 @@ def analyse(config: Config, run_dirs: list[Path]) -> Analysis:
                                "dotted: against the other one.",
                 "rank": "Ranks of the SVM solutions over the feasible instances of each cell."}
     return Analysis(figures=figures, markdown=md, captions=captions)
+
+
+class AttentionSvm(Experiment[Config]):
+    title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
+
+    def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
+        return _run_seed(config, run)
+
+    def analyse(self, config: Config, runs) -> Analysis:
+        return _analyse(config, runs)
+
+
+EXPERIMENT = AttentionSvm()

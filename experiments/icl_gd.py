@@ -16,17 +16,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from workbench.core import Check, seed_streams
+from workbench.core import Check
+from workbench.core.results import Analysis
 from workbench.core.rng import derive_key
 from workbench.core.validate import check_float, check_int
-from workbench.core.io import write_json_atomic
 from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression, RegressionBatch
-from workbench.tasks.regression import best_gd_eta, gd, half_mse, ols, predict_batch
+from workbench.tasks.predictors import gd, ols, unmasked
+from workbench.tasks.regression import best_gd_eta, half_mse, predict_batch
 from workbench.train import Schedule, checkpoint, train, unstack
 from workbench.theory import lsa_gd
 
-from ._icl_gd_figures import analyse as analyse
+from . import _icl_gd_figures as figures
+from ._base import Experiment, SeedRun
 
 TITLE = "In-context learning is gradient descent"
 PAPER = "von Oswald et al. 2023, *Transformers learn in-context by gradient descent* (ICML)"
@@ -113,18 +115,9 @@ def _eval_fn(eta: jax.Array):
 def sensitivity_cosine(model: LinearSelfAttention, eta: float, batch: RegressionBatch) -> jax.Array:
     """Mean over prompts of cos(d y_hat / d x_q) between the model and one GD step with `eta`."""
     grad_model = jax.vmap(jax.grad(model.predict, argnums=2))(batch.context_xs, batch.context_ys, batch.query_x)
-    grad_gd = jax.vmap(jax.grad(gd(eta), argnums=2))(batch.context_xs, batch.context_ys, batch.query_x)
+    grad_gd = jax.vmap(jax.grad(unmasked(gd(eta)), argnums=2))(batch.context_xs, batch.context_ys, batch.query_x)
     cos = jnp.sum(grad_model * grad_gd, -1) / (jnp.linalg.norm(grad_model, axis=-1) * jnp.linalg.norm(grad_gd, axis=-1))
     return cos.mean()
-
-
-def run(config: Config, seeds: list[int], run_dirs: list[Path], *, vmap: bool = False) -> list[list[Check]]:
-    groups = [list(range(len(seeds)))] if vmap else [[i] for i in range(len(seeds))]
-    results: list[list[Check]] = [[] for _ in seeds]
-    for group in groups:
-        for i, checks in zip(group, _run_group(config, [seeds[i] for i in group], [run_dirs[i] for i in group])):
-            results[i] = checks
-    return results
 
 
 @eqx.filter_jit
@@ -132,9 +125,10 @@ def _sample(task: LinearRegression, key: jax.Array, batch_size: int) -> Regressi
     return task.sample(key, batch_size)
 
 
-def _run_group(config: Config, seeds: list[int], run_dirs: list[Path]) -> list[list[Check]]:
+def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
     task = make_task(config)
-    streams = [seed_streams(s, ("init", "data", "eval")) for s in seeds]
+    seeds, run_dirs = [r.seed for r in runs], [r.dir for r in runs]
+    streams = [{name: r.key(name) for name in ("init", "data", "eval")} for r in runs]
     etas = [best_gd_eta(_sample(task, derive_key(st["data"], "line-search"), config.eta_prompts)) for st in streams]
     eval_batches = [_sample(task, st["eval"], config.eval_size) for st in streams]
     models = eqx.filter_vmap(lambda k: LinearSelfAttention(config.d, key=k, init_scale=config.init_scale))(
@@ -154,7 +148,7 @@ def _run_group(config: Config, seeds: list[int], run_dirs: list[Path]) -> list[l
         label=f"icl-gd seeds {','.join(map(str, seeds))}",
     )
     return [
-        _finish(config, unstack(models, i), etas[i], eval_batches[i], run_dirs[i]) for i in range(len(seeds))
+        _finish(config, unstack(models, i), etas[i], eval_batches[i], runs[i]) for i in range(len(runs))
     ]
 
 
@@ -171,7 +165,7 @@ def _measure(model: LinearSelfAttention, eta: jax.Array, batch: RegressionBatch)
     }
 
 
-def _finish(config: Config, model: LinearSelfAttention, eta: float, batch: RegressionBatch, run_dir: Path) -> list[Check]:
+def _finish(config: Config, model: LinearSelfAttention, eta: float, batch: RegressionBatch, run: SeedRun) -> list[Check]:
     task = make_task(config)
     m = {k: np.asarray(v) for k, v in _measure(model, jnp.asarray(eta), batch).items()}
     loss, gd_loss, gd_loss_se = float(m["loss"]), float(m["gd_loss"]), float(m["gd_loss_se"])
@@ -185,7 +179,7 @@ def _finish(config: Config, model: LinearSelfAttention, eta: float, batch: Regre
         "pred_model": m["pred"][:N_SAVED_PREDICTIONS].tolist(),
         "pred_gd": m["pred_gd"][:N_SAVED_PREDICTIONS].tolist(),
     }
-    write_json_atomic(Path(run_dir) / "extras.json", extras)
+    run.write_json("extras", extras)
     noise_free = config.noise == 0
     checks = [
         Check("loss_ratio_to_gd", 1.0, loss / gd_loss, 0.02,
@@ -211,3 +205,19 @@ def load_model(config: Config, run_dir: Path) -> LinearSelfAttention:
     like = LinearSelfAttention(config.d, key=jax.random.key(0))
     opt_like = make_optimizer(config).init(eqx.filter(like, eqx.is_array))
     return checkpoint.load(run_dir, checkpoint.steps(run_dir)[-1], (like, opt_like))[0]
+
+
+class IclGd(Experiment[Config]):
+    title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
+
+    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
+        """All seeds as one vmapped program when `vmap`, else one by one."""
+        groups = [list(runs)] if vmap else [[r] for r in runs]
+        return [checks for group in groups for checks in _run_group(config, group)]
+
+    def analyse(self, config: Config, runs) -> Analysis:
+        s2, m4 = make_task(config).x_moments
+        return figures.analyse(config, runs, s2, m4)
+
+
+EXPERIMENT = IclGd()

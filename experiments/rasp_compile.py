@@ -12,7 +12,6 @@ import dataclasses
 import json
 import random
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -20,12 +19,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from workbench.core import Check
-from workbench.core.io import MetricsLog, read_json, write_json_atomic
 from workbench.core.results import Analysis
 from workbench.rasp import agreement, all_inputs, circuit_figure, compile_program
 from workbench.rasp import library as lib
 from workbench.rasp.compiler import count_inputs
 from workbench.rasp.layout import sublayer_count
+
+from ._base import Experiment, SeedRun
 
 TITLE = "Compiled RASP programs with ground-truth circuits"
 PAPER = (
@@ -109,20 +109,14 @@ def n_params(model) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))))
 
 
-def run(config: Config, seeds: list[int], run_dirs: list[Path], *, vmap: bool = False) -> list[list[Check]]:
-    """Compile and check every program once per seed (`vmap` has nothing to batch here)."""
-    return [_run_seed(config, seed, Path(d)) for seed, d in zip(seeds, run_dirs)]
-
-
-def _run_seed(config: Config, seed: int, run_dir: Path) -> list[Check]:
-    log = MetricsLog(run_dir / "metrics.jsonl")
+def _run_seed(config: Config, run: SeedRun) -> list[Check]:
     rows = []
     for name in config.names():
-        row, figure = measure(lib.entry(name), config, seed)
+        row, figure = measure(lib.entry(name), config, run.seed)
         rows.append(row)
-        write_json_atomic(run_dir / "figures" / f"circuit_{name}.json", figure)
-        log.log(0, name, {k: row[k] for k in ("agreement", "layers", "heads", "d_model", "params", "inputs")})
-    write_json_atomic(run_dir / "programs.json", rows)
+        run.write_figure(f"circuit_{name}", figure)
+        run.log.log(0, name, {k: row[k] for k in ("agreement", "layers", "heads", "d_model", "params", "inputs")})
+    run.write_json("programs", rows)
     return checks(rows)
 
 
@@ -145,9 +139,9 @@ def checks(rows: list[dict]) -> list[Check]:
     return out
 
 
-def analyse(config: Config, run_dirs: list[Path]) -> Analysis:
+def _analyse(config: Config, runs: list[SeedRun]) -> Analysis:
     """A size/agreement table over programs (first seed; agreement as min over seeds) and the circuits."""
-    per_seed = [read_json(Path(d) / "programs.json") for d in run_dirs]
+    per_seed = [run.read_json("programs") for run in runs]
     rows = per_seed[0]
     worst = {r["program"]: min(s[i]["agreement"] for s in per_seed) for i, r in enumerate(rows)}
     header = ("| program | vocab | max len | layers | attn layers used | heads/layer | d_model | d_mlp | params "
@@ -165,8 +159,7 @@ def analyse(config: Config, run_dirs: list[Path]) -> Analysis:
     )
     figures = {"sizes": _size_figure(rows)}
     for r in rows:
-        path = Path(run_dirs[0]) / "figures" / f"circuit_{r['program']}.json"
-        figures[f"circuit_{r['program']}"] = json.loads(path.read_text())
+        figures[f"circuit_{r['program']}"] = runs[0].read_figure(f"circuit_{r['program']}")
     captions = {f"circuit_{r['program']}": f"Ground-truth circuit of {r['program']}: which head or MLP computes "
                 f"which RASP expression (hover a node) and which reads from which." for r in rows}
     captions["sizes"] = "Size of each compiled program."
@@ -182,3 +175,18 @@ def _size_figure(rows: list[dict]) -> dict:
     fig.update_layout(title="Compiled program sizes", template="plotly_white", barmode="group",
                       yaxis=dict(title="layers / heads"), yaxis2=dict(title="d_model", overlaying="y", side="right"))
     return json.loads(fig.to_json())
+
+
+class RaspCompile(Experiment[Config]):
+    """Compile and check every program once per seed (`vmap` has nothing to batch here)."""
+
+    title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
+
+    def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
+        return _run_seed(config, run)
+
+    def analyse(self, config: Config, runs) -> Analysis:
+        return _analyse(config, runs)
+
+
+EXPERIMENT = RaspCompile()

@@ -2,27 +2,27 @@
 and the entropy sweep (Fig. 6), every inner seed and grid cell simulated in one vmapped call.
 
 An outer seed (`--seeds`) is one full reproduction; its inner seeds (`fig4_seeds`, `fig6_seeds`)
-are the paper's seeds, drawn as `fold_in(key(seed), i)`.
+are the paper's seeds, drawn as `fold_in(stream, i)` from the named streams `fig4`, `fig6` and
+`freeze` of the outer seed.
 """
 
 import dataclasses
 import itertools
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from workbench.core import Check
-from workbench.core.validate import check_int, parse_positive_list
 from workbench.core.errors import TrainingDiverged
-from workbench.core.io import MetricsLog, write_json_atomic
+from workbench.core.results import Analysis
+from workbench.core.validate import check_int, parse_positive_list
 from workbench.kernels.scan_snap import Dataset2, simulate_batch
 from workbench.kernels.scan_snap_reduced import simulate_reduced
 
-from ._scan_snap_figures import analyse as analyse
-from ._scan_snap_figures import write_figures
+from . import _scan_snap_figures as figures
+from ._base import Experiment, SeedRun
 
 TITLE = "Scan and Snap: attention dynamics of a one-layer transformer"
 PAPER = "Tian, Wang, Chen, Du 2023, *Scan and Snap: Understanding Training Dynamics and Token Composition in 1-layer Transformer* (NeurIPS)"
@@ -81,25 +81,20 @@ PRESETS = {
 }
 
 
-def _keys(seed: int, stream: int, count: int) -> jax.Array:
-    base = jax.random.fold_in(jax.random.key(seed), stream)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(count))
-
-
-def run_fig4(config: Config, seed: int):
+def run_fig4(config: Config, run: SeedRun):
     """Fig. 4 config (num_last=2, one next token each, zero init, eta_Y = eta_Z = 1) for every inner seed."""
     data = Dataset2(num_last=2, num_next_per_last=1, seq_len=config.seq_len)
     n = config.fig4_seeds
-    return simulate_batch(data, _keys(seed, 4, n), jnp.ones(n), jnp.ones(n), jnp.full(n, 2), steps=config.fig4_steps,
+    return simulate_batch(data, run.keys("fig4", n), jnp.ones(n), jnp.ones(n), jnp.full(n, 2), steps=config.fig4_steps,
                           batch_size=config.batch_size, zero_init=True, record_attention=True)
 
 
-def run_fig6(config: Config, seed: int):
+def run_fig6(config: Config, run: SeedRun):
     """All grid cells x inner seeds in one jitted vmapped call (padded to the largest num_last)."""
     grid = config.grid()
     cells = [(nl, lz, r, s) for nl, lz, r in grid for s in range(config.fig6_seeds)]
     data = Dataset2(num_last=max(c[0] for c in cells), num_next_per_last=2, seq_len=config.seq_len)
-    keys = _keys(seed, 6, config.fig6_seeds)[jnp.array([c[3] for c in cells])]
+    keys = run.keys("fig6", config.fig6_seeds)[jnp.array([c[3] for c in cells])]
     lr_z = jnp.array([c[1] for c in cells], jnp.float32)
     trace = simulate_batch(data, keys, lr_z, lr_z * jnp.array([c[2] for c in cells], jnp.float32),
                            jnp.array([c[0] for c in cells], jnp.int32), steps=config.fig6_steps,
@@ -109,17 +104,19 @@ def run_fig6(config: Config, seed: int):
 
 
 def run_freeze(config: Config):
-    """Reduced (L -> infinity) dynamics at the Fig. 4 config, eta_Y/eta_Z = 1 and 10 (the theory overlay)."""
+    """Reduced (L -> infinity) dynamics at the Fig. 4 config, eta_Y/eta_Z = 1 and 10 (the theory overlay).
+
+    Deterministic: zero init, exact gradients (the key is not used)."""
     data = Dataset2(num_last=2, num_next_per_last=1)
     fn = jax.jit(jax.vmap(lambda r: simulate_reduced(data, jax.random.key(0), 1.0, r, steps=config.freeze_steps)))
     return fn(jnp.array([1.0, 10.0]))
 
 
-def run_freeze_sgd(config: Config, seed: int):
+def run_freeze_sgd(config: Config, run: SeedRun):
     data = Dataset2(num_last=2, num_next_per_last=1, seq_len=config.seq_len)
     n = config.fig4_seeds
     ratios = jnp.concatenate([jnp.ones(n), jnp.full(n, 10.0)])
-    keys = jnp.concatenate([_keys(seed, 7, n), _keys(seed, 7, n)])
+    keys = jnp.concatenate([run.keys("freeze", n), run.keys("freeze", n)])
     return simulate_batch(data, keys, jnp.ones(2 * n), ratios, jnp.full(2 * n, 2), steps=config.freeze_steps,
                           batch_size=config.batch_size, zero_init=True)
 
@@ -168,24 +165,33 @@ def _trend_checks(means: dict) -> list[Check]:
     return out
 
 
-def run(config: Config, seeds: list[int], run_dirs: list[Path], *, vmap: bool = False) -> list[list[Check]]:
-    """Each outer seed runs all its inner seeds in one call per figure (`vmap` is always on inside)."""
-    results = []
-    reduced = run_freeze(config)
-    for seed, run_dir in zip(seeds, run_dirs):
-        fig4 = run_fig4(config, seed)
-        grid, final, fig6_loss = run_fig6(config, seed)
-        freeze_sgd = run_freeze_sgd(config, seed)
-        if not (np.isfinite(np.asarray(fig4.loss)).all() and np.isfinite(fig6_loss).all()):
-            raise TrainingDiverged("scan-snap: a loss stopped being finite", step=-1, seeds=[seed])
-        log = MetricsLog(Path(run_dir) / "metrics.jsonl")
-        mean_loss = np.asarray(fig4.loss).mean(0)
-        for t in range(config.fig4_steps):
-            log.log(t, "fig4", {"loss": mean_loss[t], "entropy": float(np.asarray(fig4.entropy)[:, t].mean())})
-        table = [{"num_last": nl, "lr_z": lz, "ratio": r, "mean": float(final[i].mean()),
-                  "std": float(final[i].std(ddof=1)) if final.shape[1] > 1 else 0.0, "per_seed": final[i].tolist()}
-                 for i, (nl, lz, r) in enumerate(grid)]
-        write_json_atomic(Path(run_dir) / "fig6_table.json", table)
-        write_figures(Path(run_dir), config, fig4, table, freeze_sgd, reduced, FIG4_LOG, FIG6_NUM_LAST_1)
-        results.append(_checks(config, fig4, grid, final, freeze_sgd))
-    return results
+class ScanSnap(Experiment[Config]):
+    title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
+
+    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
+        """Each outer seed runs all its inner seeds in one call per figure (`vmap` is always on inside)."""
+        reduced = run_freeze(config)
+        return [_run_seed(config, run, reduced) for run in runs]
+
+    def analyse(self, config: Config, runs) -> Analysis:
+        return figures.analyse(config, runs, FIG6_NUM_LAST_1)
+
+
+def _run_seed(config: Config, run: SeedRun, reduced) -> list[Check]:
+    fig4 = run_fig4(config, run)
+    grid, final, fig6_loss = run_fig6(config, run)
+    freeze_sgd = run_freeze_sgd(config, run)
+    if not (np.isfinite(np.asarray(fig4.loss)).all() and np.isfinite(fig6_loss).all()):
+        raise TrainingDiverged("scan-snap: a loss stopped being finite", step=-1, seeds=[run.seed])
+    mean_loss = np.asarray(fig4.loss).mean(0)
+    for t in range(config.fig4_steps):
+        run.log.log(t, "fig4", {"loss": mean_loss[t], "entropy": float(np.asarray(fig4.entropy)[:, t].mean())})
+    table = [{"num_last": nl, "lr_z": lz, "ratio": r, "mean": float(final[i].mean()),
+              "std": float(final[i].std(ddof=1)) if final.shape[1] > 1 else 0.0, "per_seed": final[i].tolist()}
+             for i, (nl, lz, r) in enumerate(grid)]
+    run.write_json("fig6_table", table)
+    figures.write_figures(run, fig4, table, freeze_sgd, reduced, FIG4_LOG, FIG6_NUM_LAST_1)
+    return _checks(config, fig4, grid, final, freeze_sgd)
+
+
+EXPERIMENT = ScanSnap()

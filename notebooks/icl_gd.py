@@ -32,7 +32,8 @@ import plotly.io as pio
 
 from workbench.experiments import icl_gd
 from workbench.run.runner import run_experiment
-from workbench.tasks.regression import best_gd_eta, gd, predict_batch
+from workbench.tasks.predictors import gd
+from workbench.tasks.regression import best_gd_eta, predict_batch
 from workbench.theory import lsa_gd
 
 RUNS = Path(os.environ.get("WB_RUNS", "../runs"))
@@ -45,16 +46,16 @@ SEEDS = [0]
 
 # %%
 summary = run_experiment("icl-gd", preset=PRESET, seeds=SEEDS, out=RUNS)
-for c in summary["checks"]:
-    print(f"{c['name']:26s} paper {c['paper']:.4g}  ours {c['ours']:.4g}  tol {c['tolerance']:.3g}  "
-          f"{'pass' if c['pass'] else 'MISS'}")
+for c in summary.checks:
+    print(f"{c.name:26s} paper {c.check.paper:.4g}  ours {c.check.ours:.4g}  tol {c.check.tolerance:.3g}  "
+          f"{'pass' if c.passed else 'MISS'}")
 
 # %% [markdown]
 # ## The figures of the report page
 
 # %%
-group = RUNS / "icl-gd" / summary["config_hash"]
-for name in summary["figures"]:
+group = RUNS / "icl-gd" / summary.config_hash
+for name in summary.figures:
     pio.from_json((group / "figures" / f"{name}.json").read_text()).show()
 
 # %% [markdown]
@@ -64,7 +65,7 @@ for name in summary["figures"]:
 # x-block (symmetrised), zero elsewhere.
 
 # %%
-config = icl_gd.PRESETS[PRESET]
+config = icl_gd.EXPERIMENT.presets[PRESET]
 model = icl_gd.load_model(config, group / "seed-0")
 task = icl_gd.make_task(config)
 batch = task.sample(jax.random.key(123), 2048)

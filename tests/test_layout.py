@@ -104,3 +104,49 @@ def test_readme_starts_with_the_two_commands():
     block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert commands == ["make report", "make test"]
+
+
+def _experiment_imports() -> list[tuple[str, str, bool]]:
+    """(importer, imported, at module level) for every import between modules of `experiments/`."""
+    known = {".".join(parts) for path, parts in modules() if parts[:2] == ["workbench", "experiments"]}
+    edges = []
+    for path, parts in modules():
+        if parts[:2] != ["workbench", "experiments"]:
+            continue
+        tree = ast.parse(path.read_text())
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for name in imported_by(node, parts):
+                name = name.removesuffix(".__init__")
+                if name in known and name != ".".join(parts):
+                    edges.append((".".join(parts), name, id(node) in top))
+    return edges
+
+
+def imported_by(node, parts: list[str]):
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+        return
+    base = parts[: len(parts) - node.level] if node.level else []
+    name = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+    yield name
+    yield from (f"{name}.{alias.name}" for alias in node.names)
+
+
+def test_no_import_cycle_or_hidden_import_between_experiment_modules():
+    import networkx as nx
+
+    edges = _experiment_imports()
+    hidden = [f"{a} imports {b} inside a function" for a, b, top in edges if not top]
+    assert not hidden, "pass what is needed as arguments instead:\n" + "\n".join(hidden)
+    graph = nx.DiGraph((a, b) for a, b, _ in edges if not b.endswith("experiments") and not a.endswith("__init__"))
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, f"import cycles between experiment modules: {cycles}"
+
+
+def test_every_experiment_module_has_a_test():
+    names = [p.stem for p in (REPO / "experiments").glob("*.py") if not p.stem.startswith("_")]
+    missing = [n for n in names if not (REPO / "tests" / "experiments" / f"test_{n}.py").is_file()]
+    assert not missing, f"write tests/experiments/test_<name>.py (run and analyse on a tiny config) for: {missing}"

@@ -5,7 +5,8 @@ import numpy as np
 
 from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression
-from workbench.tasks.regression import gd, predict_batch
+from workbench.tasks.predictors import gd
+from workbench.tasks.regression import predict_batch
 from workbench.theory import lsa_gd
 
 TASK = LinearRegression(d=4, n_points=6, x_dist="uniform")

@@ -15,9 +15,9 @@ def test_site_builds_strictly_with_figures_and_no_external_requests(quick_icl_gd
     index = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert index.exists()
     html = (tmp_path / "site" / "results" / "icl-gd" / "index.html").read_text()
-    assert html.count('class="wb-figure-data"') == len(summary["figures"]) >= 3
+    assert html.count('class="wb-figure-data"') == len(summary.figures) >= 3
     assert "loss_ratio_to_gd" in html and "Reproduce" in html
-    assert summary["command"] in (tmp_path / "docs" / "results" / "icl-gd.md").read_text()
+    assert summary.command in (tmp_path / "docs" / "results" / "icl-gd.md").read_text()
     assert (tmp_path / "site" / "assets" / "javascripts" / "plotly.min.js").stat().st_size > 1_000_000
     for page in (tmp_path / "site").rglob("*.html"):
         text = page.read_text()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from workbench.tasks import LinearRegression
-from workbench.tasks.regression import best_gd_eta, gd, ols, predict_batch, ridge
+from workbench.tasks.predictors import gd, ols, ridge, unmasked
+from workbench.tasks.regression import best_gd_eta, predict_batch
 
 TASK = LinearRegression(d=5, n_points=8, noise=0.1)
 BATCH = TASK.sample(jax.random.key(0), 256)
@@ -30,7 +31,7 @@ def test_uniform_inputs_have_the_stated_moments():
 def test_ols_is_the_least_squares_solution():
     xs, ys, xq = BATCH.context_xs[0], BATCH.context_ys[0], BATCH.query_x[0]
     w = np.linalg.lstsq(np.asarray(xs, np.float64), np.asarray(ys, np.float64), rcond=None)[0]
-    np.testing.assert_allclose(ols(xs, ys, xq), w @ np.asarray(xq), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(unmasked(ols)(xs, ys, xq), w @ np.asarray(xq), rtol=1e-4, atol=1e-5)
 
 
 def test_ridge_is_the_gaussian_posterior_mean():
@@ -38,7 +39,7 @@ def test_ridge_is_the_gaussian_posterior_mean():
     sigma2 = 0.1**2  # prior w ~ N(0, I): posterior mean = (X^T X + sigma^2 I)^-1 X^T y
     cov = np.linalg.inv(xs.T @ xs / sigma2 + np.eye(5))
     posterior_mean = cov @ xs.T @ ys / sigma2
-    np.testing.assert_allclose(ridge(sigma2)(xs, ys, xq), posterior_mean @ xq, rtol=1e-4)
+    np.testing.assert_allclose(unmasked(ridge(sigma2))(xs, ys, xq), posterior_mean @ xq, rtol=1e-4)
 
 
 def test_gd_steps_converge_to_ols_when_overdetermined():

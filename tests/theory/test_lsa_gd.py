@@ -4,7 +4,8 @@ import pytest
 import sympy as sp
 
 from workbench.tasks import LinearRegression
-from workbench.tasks.regression import gd, half_mse, predict_batch
+from workbench.tasks.predictors import gd
+from workbench.tasks.regression import half_mse, predict_batch
 from workbench.theory import lsa_gd
 
 

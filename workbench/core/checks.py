@@ -37,26 +37,13 @@ class Check:
             "one_sided": self.one_sided,
         }
 
-
-def aggregate_checks(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Mean and spread (sample std) over seeds of each check; pass if the mean passes.
-
-    Each output row also carries `per_seed` values and `n_pass` (seeds that pass on their own).
-    """
-    if not per_seed:
-        return []
-    rows = []
-    for i, first in enumerate(per_seed[0]):
-        values = [seed_checks[i]["ours"] for seed_checks in per_seed]
-        mean = sum(values) / len(values)
-        spread = (
-            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        )
-        check = Check(
-            first["name"], first["paper"], mean, first["tolerance"], first.get("description", ""),
-            first.get("one_sided", False),
-        )
-        row = check.to_dict()
-        row.update(spread=spread, per_seed=values, n_pass=sum(c[i]["pass"] for c in per_seed))
-        rows.append(row)
-    return rows
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Check":
+        """The check of `to_dict()` (its `pass` mark is recomputed); ValueError names a missing field."""
+        try:
+            return cls(data["name"], float(data["paper"]), float(data["ours"]), float(data["tolerance"]),
+                       data.get("description", ""), bool(data.get("one_sided", False)))
+        except KeyError as e:
+            raise ValueError(f"a check lacks the field {e.args[0]!r}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"a check has a non-numeric paper/ours/tolerance: {data!r}") from None

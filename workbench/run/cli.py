@@ -6,6 +6,7 @@ Bad input prints one line `error: ... (fix)` on stderr and exits with code 2, wi
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,7 @@ import click
 import typer
 
 from workbench import experiments
+from workbench.core import Check, CheckSummary, GroupSummary, SeedSummary
 from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.io import read_json
 
@@ -40,8 +42,8 @@ def list_(tasks: Annotated[bool, typer.Option("--tasks", help="List the syntheti
                   f"  {'':24s} params: {params}\n  {'':24s} predictors: {', '.join(row['predictors'])}")
         return
     for name in experiments.names():
-        module = runner.load_experiment(name)
-        print(f"{name:20s} {module.TITLE}  [presets: {', '.join(module.PRESETS)}]")
+        experiment = runner.load_experiment(name)
+        print(f"{name:20s} {experiment.title}  [presets: {', '.join(experiment.presets)}]")
 
 
 @app.command()
@@ -60,22 +62,24 @@ def run(
     summary = runner.run_experiment(name, preset=preset, seeds=seed_list, overrides=set_ or [], out=out,
                                     vmap=vmap, force=force)
     if json_:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary.to_dict(), indent=2))
     else:
-        _print_checks(summary)
-        print(f"run folder: {out / name / summary['config_hash']}")
+        _print_checks(summary.experiment, summary.checks)
+        print(f"run folder: {out / name / summary.config_hash}")
 
 
-def _print_checks(summary: dict) -> None:
+def _print_checks(experiment: str, checks: Sequence[CheckSummary | Check]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{summary.get('experiment', '')} — checks")
+    table = Table(title=f"{experiment} — checks")
     for column in ("check", "paper", "ours", "tolerance", "pass"):
         table.add_column(column)
-    for c in summary.get("checks", []):
-        ours = f"{c['ours']:.4g}" + (f" ± {c['spread']:.2g}" if c.get("spread") else "")
-        table.add_row(c["name"], f"{c['paper']:.4g}", ours, f"{c['tolerance']:.3g}", "yes" if c["pass"] else "NO")
+    for c in checks:
+        spread = c.spread if isinstance(c, CheckSummary) else 0.0
+        check = c.check if isinstance(c, CheckSummary) else c
+        ours = f"{check.ours:.4g}" + (f" ± {spread:.2g}" if spread else "")
+        table.add_row(check.name, f"{check.paper:.4g}", ours, f"{check.tolerance:.3g}", "yes" if check.passed else "NO")
     Console().print(table)
 
 
@@ -86,17 +90,20 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (group or se
     if not run_dir.is_dir():
         raise WorkbenchError(f"{run_dir} is not a folder", "pass a run folder such as runs/icl-gd/<hash>/seed-0")
     try:
-        summary = read_json(path)
-        name = summary["experiment"]
-    except (OSError, ValueError, KeyError, TypeError):
+        data = read_json(path)
+    except (OSError, ValueError):
         raise WorkbenchError(f"{run_dir} is not a workbench run folder (no readable summary.json)",
                              "pass a folder made by `wb run`, e.g. runs/icl-gd/<hash>") from None
-    status = summary.get("status", "analysed")
-    print(f"experiment: {name}   config: {summary.get('config_hash')}   status: {status}")
-    if summary.get("error"):
-        print(f"error: {summary['error']}")
-    print(json.dumps(summary.get("config", {}), indent=1, sort_keys=True))
-    _print_checks(summary)
+    try:  # a seed folder's summary has a status; a group folder's has the analysis
+        summary = SeedSummary.from_dict(data) if isinstance(data, dict) and "status" in data else GroupSummary.from_dict(data)
+    except ValueError as e:
+        raise WorkbenchError(f"{path} is malformed: {e}", f"rerun the experiment, or move {run_dir} away") from None
+    status = summary.status if isinstance(summary, SeedSummary) else "analysed"
+    print(f"experiment: {summary.experiment}   config: {summary.config_hash}   status: {status}")
+    if isinstance(summary, SeedSummary) and summary.error:
+        print(f"error: {summary.error}")
+    print(json.dumps(summary.config, indent=1, sort_keys=True))
+    _print_checks(summary.experiment, summary.checks)
 
 
 @app.command()

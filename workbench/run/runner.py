@@ -5,22 +5,22 @@ checks) and whatever the experiment writes. The group folder `<config-hash>/` ho
 over seeds: `analysis.json`, `summary.json` (aggregated checks) and `figures/*.json` (plotly).
 """
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from workbench import experiments
-from workbench.core import aggregate_checks, apply_overrides, config_hash, config_to_dict
+from workbench.core import apply_overrides, config_hash, config_to_dict
 from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.io import read_json, write_json_atomic
+from workbench.core.results import GroupSummary, SeedSummary, aggregate_checks
+from workbench.experiments import Experiment, SeedRun
 
 PRESETS = ("quick", "default", "paper")
 
 
-def load_experiment(name: str) -> ModuleType:
+def load_experiment(name: str) -> Experiment:
     try:
         return experiments.load(name)
     except ValueError:
@@ -47,11 +47,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def make_config(module: ModuleType, preset: str, overrides: list[str]) -> Any:
+def make_config(experiment: Experiment, preset: str, overrides: list[str]) -> Any:
     if preset not in PRESETS:
         raise WorkbenchError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
     try:
-        return apply_overrides(module.PRESETS[preset], overrides)
+        return apply_overrides(experiment.presets[preset], overrides)
     except ValueError as e:  # the experiment's own config validation
         raise WorkbenchError(f"--set: {e}") from None
 
@@ -86,67 +86,69 @@ def command_line(name: str, preset: str, seeds: list[int], overrides: list[str])
 
 def run_experiment(name: str, *, preset: str = "quick", seeds: list[int] | None = None,
                    overrides: list[str] | None = None, out: Path = Path("runs"), vmap: bool = False,
-                   force: bool = False) -> dict[str, Any]:
+                   force: bool = False) -> GroupSummary:
     """Run (or resume) every seed, analyse them, and return the group summary with aggregated checks."""
-    module = load_experiment(name)
+    experiment = load_experiment(name)
     seeds = [0] if seeds is None else seeds
     overrides = list(overrides or [])
-    config = make_config(module, preset, overrides)
+    config = make_config(experiment, preset, overrides)
     digest = config_hash(config)
     group = Path(out) / name / digest
     record = {"experiment": name, "config_hash": digest, "config": config_to_dict(config)}
-    seed_dirs = [group / f"seed-{s}" for s in seeds]
-    for seed, seed_dir in zip(seeds, seed_dirs):
-        if force and seed_dir.exists():
-            _prepare_seed_dir(seed_dir, record)  # refuse to delete a folder that is not ours
-            shutil.rmtree(seed_dir)
-        _prepare_seed_dir(seed_dir, {**record, "seed": seed})
-    todo = [i for i, d in enumerate(seed_dirs) if _status(d) != "complete"]
+    runs = [SeedRun(s, group / f"seed-{s}") for s in seeds]
+    for run in runs:
+        if force and run.dir.exists():
+            _prepare_seed_dir(run.dir, record)  # refuse to delete a folder that is not ours
+            shutil.rmtree(run.dir)
+        _prepare_seed_dir(run.dir, {**record, "seed": run.seed})
+    todo = [run for run in runs if _status(run.dir) != "complete"]
     if todo:
-        started = time.time()
-        for i in todo:  # a resumed seed keeps its previous summary until it completes or fails
-            if not (seed_dirs[i] / "summary.json").exists():
-                write_json_atomic(seed_dirs[i] / "summary.json", {**record, "seed": seeds[i], "status": "running"})
-        try:
-            results = module.run(config, [seeds[i] for i in todo], [seed_dirs[i] for i in todo], vmap=vmap)
-        except TrainingDiverged as e:
-            for i in todo:
-                failed = seeds[i] in e.seeds
-                write_json_atomic(seed_dirs[i] / "summary.json", {
-                    **record, "seed": seeds[i], "status": "failed" if failed else "interrupted",
-                    "error": str(e) if failed else f"stopped because another seed diverged: {e}",
-                })
-            raise
-        wall = time.time() - started
-        for i, checks in zip(todo, results):
-            write_json_atomic(seed_dirs[i] / "summary.json", {
-                **record, "seed": seeds[i], "status": "complete", "preset": preset,
-                "checks": [c.to_dict() for c in checks], "wall_s": wall / len(todo),
-            })
-    return analyse_group(module, name, config, preset, seeds, overrides, group)
+        _run_seeds(experiment, config, preset, todo, record, vmap=vmap)
+    return analyse_group(experiment, name, config, preset, seeds, overrides, group)
 
 
-def analyse_group(module: ModuleType, name: str, config: Any, preset: str, seeds: list[int],
-                  overrides: list[str], group: Path) -> dict[str, Any]:
-    seed_dirs = [group / f"seed-{s}" for s in seeds]
-    summaries = [read_json(d / "summary.json") for d in seed_dirs]
-    analysis = module.analyse(config, seed_dirs)
+def _seed_summary(record: dict[str, Any], run: SeedRun, status: str, **fields: Any) -> SeedSummary:
+    return SeedSummary(record["experiment"], record["config_hash"], record["config"], run.seed, status, **fields)
+
+
+def _run_seeds(experiment: Experiment, config: Any, preset: str, todo: list[SeedRun], record: dict[str, Any], *,
+               vmap: bool) -> None:
+    """Train the unfinished seeds and write each one's `summary.json` (running, then complete or failed)."""
+    started = time.time()
+    for run in todo:  # a resumed seed keeps its previous summary until it completes or fails
+        if not (run.dir / "summary.json").exists():
+            write_json_atomic(run.dir / "summary.json", _seed_summary(record, run, "running").to_dict())
+    try:
+        results = experiment.run(config, todo, vmap=vmap)
+    except TrainingDiverged as e:
+        for run in todo:
+            failed = run.seed in e.seeds
+            error = str(e) if failed else f"stopped because another seed diverged: {e}"
+            summary = _seed_summary(record, run, "failed" if failed else "interrupted", error=error)
+            write_json_atomic(run.dir / "summary.json", summary.to_dict())
+        raise
+    if len(results) != len(todo):
+        raise RuntimeError(f"{record['experiment']}: run returned checks for {len(results)} of {len(todo)} seeds")
+    wall = time.time() - started
+    for run, checks in zip(todo, results):
+        summary = _seed_summary(record, run, "complete", preset=preset, checks=tuple(checks), wall_s=wall / len(todo))
+        write_json_atomic(run.dir / "summary.json", summary.to_dict())
+
+
+def analyse_group(experiment: Experiment, name: str, config: Any, preset: str, seeds: list[int],
+                  overrides: list[str], group: Path) -> GroupSummary:
+    """Analyse a group whose seeds are complete; write its figures and `summary.json`."""
+    runs = [SeedRun(s, group / f"seed-{s}") for s in seeds]
+    seed_summaries = [SeedSummary.from_dict(read_json(run.dir / "summary.json")) for run in runs]
+    analysis = experiment.analyse(config, runs)
     for fig_name, fig in analysis.figures.items():
         write_json_atomic(group / "figures" / f"{fig_name}.json", fig)
-    checks = aggregate_checks([s["checks"] for s in summaries])
-    summary = {
-        "experiment": name, "title": module.TITLE, "paper": module.PAPER, "claim": module.CLAIM,
-        "preset": preset, "seeds": seeds, "config_hash": config_hash(config), "config": config_to_dict(config),
-        "command": command_line(name, preset, seeds, overrides), "checks": checks,
-        "all_pass": all(c["pass"] for c in checks), "markdown": analysis.markdown,
-        "figures": list(analysis.figures), "captions": analysis.captions,
-        "runs": [{"seed": s["seed"], "checks": s["checks"], "wall_s": s.get("wall_s")} for s in summaries],
-        "analysed_at": time.time(),
-    }
-    write_json_atomic(group / "summary.json", summary)
+    summary = GroupSummary(
+        experiment=name, title=experiment.title, paper=experiment.paper, claim=experiment.claim, preset=preset,
+        seeds=tuple(seeds), config_hash=config_hash(config), config=config_to_dict(config),
+        command=command_line(name, preset, seeds, overrides), checks=tuple(aggregate_checks([s.checks for s in seed_summaries])),
+        markdown=analysis.markdown, figures=tuple(analysis.figures), captions=analysis.captions,
+        runs=tuple(seed_summaries), analysed_at=time.time(),
+    )  # fmt: skip
+    write_json_atomic(group / "summary.json", summary.to_dict())
     return summary
-
-
-def describe(module: ModuleType) -> dict[str, Any]:
-    return {"title": module.TITLE, "paper": module.PAPER,
-            "presets": {k: dataclasses.asdict(v) for k, v in module.PRESETS.items()}}

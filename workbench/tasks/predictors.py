@@ -4,7 +4,7 @@ A *masked predictor* acts on one prompt: `(xs [n, d], ys [n] or [n, k], mask [n]
 (`[]`, or `[k]` for vector targets) and uses only the rows where `mask` is True. Masks are how a
 predictor is evaluated on every prefix of a prompt with one `jax.vmap` (`prefix_predictions`): the
 prediction for point `j` uses points `0..j-1`. `unmasked(p)` turns one into the
-`(xs, ys, x_query) -> y_hat` form of `workbench.tasks.regression`.
+`(xs, ys, x_query) -> y_hat` form (all points used); `regression.predict_batch` applies one to a batch.
 
 Predictors: `ols` (minimum-norm least squares), `ridge(lam)` (with `bayes_ridge_lambda` for a
 Gaussian prior), `gd(eta, steps)`, `newton(steps)` (Newton-Schulz iterations on X^T X, Fu et al.),
@@ -14,6 +14,7 @@ Gaussian prior), `gd(eta, steps)`, `newton(steps)` (Newton-Schulz iterations on 
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
@@ -25,6 +26,7 @@ MaskedPredictor = Callable[[Array, Array, Array, Array], Array]
 
 def _masked(xs: Float[Array, "n d"], ys: Array, mask: Bool[Array, " n"]) -> tuple[Array, Array, Array]:
     """Zero the unused rows and count the used ones (at least 1, to keep divisions finite)."""
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     m = mask.astype(xs.dtype)
     ym = ys * (m if ys.ndim == 1 else m[:, None])
     return xs * m[:, None], ym, jnp.maximum(m.sum(), 1.0)
@@ -42,30 +44,44 @@ def bayes_ridge_lambda(noise: float, weight_scale: float = 1.0) -> float:
     return noise**2 / weight_scale**2
 
 
-def ridge(lam: float) -> MaskedPredictor:
-    """Ridge regression w = (X^T X + lam I)^{-1} X^T y; `lam = bayes_ridge_lambda(noise, scale)` is Bayes-optimal."""
-    v.check_float("ridge", "lam", lam)
+class Ridge(eqx.Module):
+    """Ridge regression w = (X^T X + lam I)^{-1} X^T y; `lam = bayes_ridge_lambda(noise, scale)` is Bayes-optimal.
 
-    def predict(xs, ys, mask, x_query):
+    A module, not a closure, so that `lam` is an array leaf: a jitted caller compiles once for every `lam`."""
+
+    lam: float | Array
+
+    def __check_init__(self):
+        if isinstance(self.lam, (int, float)):
+            v.check_float("ridge", "lam", self.lam)
+
+    def __call__(self, xs, ys, mask, x_query):
         xm, ym, _ = _masked(xs, ys, mask)
         d = xs.shape[1]
-        return x_query @ jnp.linalg.solve(xm.T @ xm + lam * jnp.eye(d), xm.T @ ym)
-
-    return predict
+        return x_query @ jnp.linalg.solve(xm.T @ xm + self.lam * jnp.eye(d), xm.T @ ym)
 
 
-def gd(eta: float, steps: int = 1) -> MaskedPredictor:
-    """`steps` of GD from w = 0 on L(w) = (1/2k) sum_{i used} |w^T x_i - y_i|^2, `k` the number of used points."""
-    v.check_int("gd", "steps", steps)
+class GD(eqx.Module):
+    """`steps` of GD from w = 0 on L(w) = (1/2k) sum_{i used} |w^T x_i - y_i|^2, `k` the number of used points.
 
-    def predict(xs, ys, mask, x_query):
+    `eta` is an array leaf (one compile for every step size); `steps` is static."""
+
+    eta: float | Array
+    steps: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        v.check_int("gd", "steps", self.steps)
+
+    def __call__(self, xs, ys, mask, x_query):
         xm, ym, k = _masked(xs, ys, mask)
         w = jnp.zeros((xs.shape[1],) + ys.shape[1:], xs.dtype)
-        for _ in range(steps):
-            w = w - eta * xm.T @ (xm @ w - ym) / k
+        for _ in range(self.steps):
+            w = w - self.eta * xm.T @ (xm @ w - ym) / k
         return x_query @ w
 
-    return predict
+
+ridge = Ridge
+gd = GD
 
 
 def newton_iterates(
@@ -157,9 +173,16 @@ def averaging(xs, ys, mask, x_query):
     return x_query @ (xm.T @ ym / k)
 
 
-def unmasked(predictor: MaskedPredictor) -> Callable[[Array, Array, Array], Array]:
+class Unmasked(eqx.Module):
     """The `(xs, ys, x_query) -> y_hat` form (all points used) of a masked predictor."""
-    return lambda xs, ys, x_query: predictor(xs, ys, jnp.ones(xs.shape[0], bool), x_query)
+
+    predictor: MaskedPredictor
+
+    def __call__(self, xs, ys, x_query):
+        return self.predictor(xs, ys, jnp.ones(xs.shape[0], bool), x_query)
+
+
+unmasked = Unmasked
 
 
 def in_features(predictor: MaskedPredictor, phi: Callable[[Array], Array]) -> MaskedPredictor:

@@ -1,10 +1,7 @@
-"""In-context linear regression and its reference predictors (OLS, ridge, k-step GD).
-
-Predictors act on one prompt `(xs [n, d], ys [n], x_query [d]) -> y_hat []`; `jax.vmap` them over
-a batch (`predict_batch` does this).
+"""In-context linear regression, `predict_batch` for its reference predictors (OLS, ridge, k-step GD
+of `tasks.predictors`), the half-MSE loss and the line-searched GD step size.
 """
 
-from collections.abc import Callable
 from typing import Literal
 
 import equinox as eqx
@@ -13,8 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._base import AbstractTask, RegressionBatch
-
-Predictor = Callable[[Array, Array, Array], Array]
+from .predictors import MaskedPredictor, gd, unmasked
 
 
 class LinearRegression(AbstractTask):
@@ -72,45 +68,12 @@ class LinearRegression(AbstractTask):
         return 1.0, 3.0
 
 
-def ols(xs: Float[Array, "n d"], ys: Float[Array, " n"], x_query: Float[Array, " d"]) -> Float[Array, ""]:
-    """Least squares (minimum-norm solution when n < d)."""
-    w = jnp.linalg.pinv(xs) @ ys
-    return w @ x_query
-
-
-class Ridge(eqx.Module):
-    """Ridge regression with penalty `lam`: w = (X^T X + lam I)^{-1} X^T y.
-
-    With w ~ N(0, tau^2 I) and noise std sigma this is the posterior mean for lam = sigma^2 / tau^2."""
-
-    lam: float | Array
-
-    def __call__(self, xs, ys, x_query):
-        d = xs.shape[1]
-        w = jnp.linalg.solve(xs.T @ xs + self.lam * jnp.eye(d), xs.T @ ys)
-        return w @ x_query
-
-
-class GD(eqx.Module):
-    """`steps` of gradient descent from w = 0 on L(w) = (1/2n) sum_i (w^T x_i - y_i)^2, step size `eta`."""
-
-    eta: float | Array
-    steps: int = eqx.field(static=True, default=1)
-
-    def __call__(self, xs, ys, x_query):
-        n, d = xs.shape
-        step = lambda _, w: w - self.eta * xs.T @ (xs @ w - ys) / n
-        return jax.lax.fori_loop(0, self.steps, step, jnp.zeros(d)) @ x_query
-
-
-ridge = Ridge
-gd = GD
-
-
 @eqx.filter_jit
-def predict_batch(predictor: Predictor, batch: RegressionBatch) -> Float[Array, " batch"]:
-    """Apply a one-prompt predictor to every prompt of `batch` (jitted; predictors are cached by value)."""
-    return jax.vmap(predictor)(batch.context_xs, batch.context_ys, batch.query_x)
+def predict_batch(predictor: MaskedPredictor, batch: RegressionBatch) -> Float[Array, " batch"]:
+    """Apply a masked predictor of `tasks.predictors` (every point used) to every prompt of `batch`.
+
+    Jitted; `gd(eta)` and `ridge(lam)` are modules, so a new step size or penalty does not recompile."""
+    return jax.vmap(unmasked(predictor))(batch.context_xs, batch.context_ys, batch.query_x)
 
 
 def half_mse(pred: Float[Array, " batch"], target: Float[Array, " batch"]) -> Float[Array, ""]:

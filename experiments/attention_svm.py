@@ -152,23 +152,6 @@ def _checks(config: Config, results: list[dict], rank_rows: list[RankRow]) -> li
     return checks
 
 
-def _run_seed(config: Config, run: SeedRun) -> list[Check]:
-    """One outer seed: all its instances in one call per parametrisation (always vmapped), then the grid."""
-    results = [run_local_converge(config, run, p) for p in ("W", "KQ")]
-    rank_rows = [run_rank_cell(config, run, cell) for cell in config.rank_cells()]
-    for i, t in enumerate(range(config.record_every, config.steps + 1, config.record_every)):
-        run.log.log(t, "train", {f"corr_{r['param']}_{k}": float(r["corr"][k][:, i].mean()) for r in results for k in r["corr"]})
-    summary = {r["param"]: {"corr_mean": {k: r["corr"][k].mean(0).tolist() for k in r["corr"]},
-                            "corr_std": {k: r["corr"][k].std(0).tolist() for k in r["corr"]},
-                            "max_prob_mean": r["max_prob"].mean(0).tolist(),
-                            "local_fraction": float(r["local"].mean())} for r in results}
-    run.write_json("curves", summary)
-    run.write_json("rank_grid", [row.to_dict() for row in rank_rows])
-    run.write_figure("correlation", _corr_figure(config, summary))
-    run.write_figure("rank", _rank_figure(rank_rows))
-    return _checks(config, results, rank_rows)
-
-
 def _corr_figure(config: Config, summary: dict) -> go.Figure:
     steps = np.arange(config.record_every, config.steps + 1, config.record_every)
     fig = go.Figure()
@@ -192,33 +175,42 @@ def _rank_figure(rows: list[RankRow]) -> go.Figure:
     return fig
 
 
-def _analyse(config: Config, runs: list[SeedRun]) -> Analysis:
-    first = runs[0]
-    figures = {n: first.read_figure(n) for n in ("correlation", "rank")}
-    rows = [RankRow.from_dict(r) for r in first.read_json("rank_grid")]
-    curves = first.read_json("curves")
-    lines = ["| n | T | d | feasible | mean rank (Frobenius) | mean rank (nuclear) |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        fro = f"{np.mean(r.rank_fro):.2f}" if r.feasible else "–"
-        nuc = f"{np.mean(r.rank_nuc):.2f}" if r.feasible else "–"
-        lines.append(f"| {r.cell.n} | {r.cell.T} | {r.cell.d} | {r.feasible} | {fro} | {nuc} |")
-    local = ", ".join(f"{p}: {c['local_fraction']:.2f}" for p, c in curves.items())
-    md = ("## Rank grid\n\n" + "\n".join(lines) + "\n\n"
-          f"Fraction of `local_converge` instances where GD selected a locally (not globally) optimal token: {local}.\n")
-    captions = {"correlation": "Solid: each parametrisation against its own SVM (Frobenius for W, nuclear for (K, Q)); "
-                               "dotted: against the other one.",
-                "rank": "Ranks of the SVM solutions over the feasible instances of each cell."}
-    return Analysis(figures=figures, markdown=md, captions=captions)
-
-
 class AttentionSvm(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
     def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
-        return _run_seed(config, run)
+        """One outer seed: all its instances in one call per parametrisation (always vmapped), then the grid."""
+        results = [run_local_converge(config, run, p) for p in ("W", "KQ")]
+        rank_rows = [run_rank_cell(config, run, cell) for cell in config.rank_cells()]
+        for i, t in enumerate(range(config.record_every, config.steps + 1, config.record_every)):
+            run.log.log(t, "train", {f"corr_{r['param']}_{k}": float(r["corr"][k][:, i].mean()) for r in results for k in r["corr"]})
+        summary = {r["param"]: {"corr_mean": {k: r["corr"][k].mean(0).tolist() for k in r["corr"]},
+                                "corr_std": {k: r["corr"][k].std(0).tolist() for k in r["corr"]},
+                                "max_prob_mean": r["max_prob"].mean(0).tolist(),
+                                "local_fraction": float(r["local"].mean())} for r in results}
+        run.write_json("curves", summary)
+        run.write_json("rank_grid", [row.to_dict() for row in rank_rows])
+        run.write_figure("correlation", _corr_figure(config, summary))
+        run.write_figure("rank", _rank_figure(rank_rows))
+        return _checks(config, results, rank_rows)
 
-    def analyse(self, config: Config, runs) -> Analysis:
-        return _analyse(config, runs)
+    def analyse(self, config: Config, runs: list[SeedRun]) -> Analysis:
+        first = runs[0]
+        figures = {n: first.read_figure(n) for n in ("correlation", "rank")}
+        rows = [RankRow.from_dict(r) for r in first.read_json("rank_grid")]
+        curves = first.read_json("curves")
+        lines = ["| n | T | d | feasible | mean rank (Frobenius) | mean rank (nuclear) |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            fro = f"{np.mean(r.rank_fro):.2f}" if r.feasible else "–"
+            nuc = f"{np.mean(r.rank_nuc):.2f}" if r.feasible else "–"
+            lines.append(f"| {r.cell.n} | {r.cell.T} | {r.cell.d} | {r.feasible} | {fro} | {nuc} |")
+        local = ", ".join(f"{p}: {c['local_fraction']:.2f}" for p, c in curves.items())
+        md = ("## Rank grid\n\n" + "\n".join(lines) + "\n\n"
+              f"Fraction of `local_converge` instances where GD selected a locally (not globally) optimal token: {local}.\n")
+        captions = {"correlation": "Solid: each parametrisation against its own SVM (Frobenius for W, nuclear for (K, Q)); "
+                                   "dotted: against the other one.",
+                    "rank": "Ranks of the SVM solutions over the feasible instances of each cell."}
+        return Analysis(figures=figures, markdown=md, captions=captions)
 
 
 EXPERIMENT = AttentionSvm()

@@ -109,17 +109,6 @@ def n_params(model) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))))
 
 
-def _run_seed(config: Config, run: SeedRun) -> list[Check]:
-    rows = []
-    for name in config.names():
-        row, figure = measure(lib.entry(name), config, run.seed)
-        rows.append(row)
-        run.write_figure(f"circuit_{name}", figure)
-        run.log.log(0, name, {k: row[k] for k in ("agreement", "layers", "heads", "d_model", "params", "inputs")})
-    run.write_json("programs", rows)
-    return checks(rows)
-
-
 def checks(rows: list[dict]) -> list[Check]:
     by_name = {r["program"]: r for r in rows}
     out = [
@@ -139,33 +128,6 @@ def checks(rows: list[dict]) -> list[Check]:
     return out
 
 
-def _analyse(config: Config, runs: list[SeedRun]) -> Analysis:
-    """A size/agreement table over programs (first seed; agreement as min over seeds) and the circuits."""
-    per_seed = [run.read_json("programs") for run in runs]
-    rows = per_seed[0]
-    worst = {r["program"]: min(s[i]["agreement"] for s in per_seed) for i, r in enumerate(rows)}
-    header = ("| program | vocab | max len | layers | attn layers used | heads/layer | d_model | d_mlp | params "
-              "| inputs checked | agreement (min over seeds) |\n|" + "---|" * 11)
-    lines = [header]
-    for r in rows:
-        checked = f"{r['inputs']} ({'all' if r['exhaustive'] else 'random'})"
-        lines.append(f"| {r['program']} | {{{', '.join(r['vocab'])}}} | {r['max_seq_len']} | {r['layers']} | "
-                     f"{r['attn_layers_used']} | {r['heads']} | {r['d_model']} | {r['d_mlp']} | {r['params']} | "
-                     f"{checked} | {worst[r['program']]:.4f} |")
-    notes = (
-        "\n\nLayers count attention + MLP blocks. tracr's allocation (and ours) gives every MLP-only step its own "
-        "layer, so `reverse` takes 4 layers although only 2 hold attention; the RASP paper's counts are attention "
-        "layers. `most_freq` uses `SelectorAnd`, which tracr cannot compile.\n"
-    )
-    figures = {"sizes": _size_figure(rows)}
-    for r in rows:
-        figures[f"circuit_{r['program']}"] = runs[0].read_figure(f"circuit_{r['program']}")
-    captions = {f"circuit_{r['program']}": f"Ground-truth circuit of {r['program']}: which head or MLP computes "
-                f"which RASP expression (hover a node) and which reads from which." for r in rows}
-    captions["sizes"] = "Size of each compiled program."
-    return Analysis(figures=figures, markdown="\n".join(lines) + notes, captions=captions)
-
-
 def _size_figure(rows: list[dict]) -> dict:
     names = [r["program"] for r in rows]
     fig = go.Figure()
@@ -183,10 +145,40 @@ class RaspCompile(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
     def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
-        return _run_seed(config, run)
+        rows = []
+        for name in config.names():
+            row, figure = measure(lib.entry(name), config, run.seed)
+            rows.append(row)
+            run.write_figure(f"circuit_{name}", figure)
+            run.log.log(0, name, {k: row[k] for k in ("agreement", "layers", "heads", "d_model", "params", "inputs")})
+        run.write_json("programs", rows)
+        return checks(rows)
 
-    def analyse(self, config: Config, runs) -> Analysis:
-        return _analyse(config, runs)
+    def analyse(self, config: Config, runs: list[SeedRun]) -> Analysis:
+        """A size/agreement table over programs (first seed; agreement as min over seeds) and the circuits."""
+        per_seed = [run.read_json("programs") for run in runs]
+        rows = per_seed[0]
+        worst = {r["program"]: min(s[i]["agreement"] for s in per_seed) for i, r in enumerate(rows)}
+        header = ("| program | vocab | max len | layers | attn layers used | heads/layer | d_model | d_mlp | params "
+                  "| inputs checked | agreement (min over seeds) |\n|" + "---|" * 11)
+        lines = [header]
+        for r in rows:
+            checked = f"{r['inputs']} ({'all' if r['exhaustive'] else 'random'})"
+            lines.append(f"| {r['program']} | {{{', '.join(r['vocab'])}}} | {r['max_seq_len']} | {r['layers']} | "
+                         f"{r['attn_layers_used']} | {r['heads']} | {r['d_model']} | {r['d_mlp']} | {r['params']} | "
+                         f"{checked} | {worst[r['program']]:.4f} |")
+        notes = (
+            "\n\nLayers count attention + MLP blocks. tracr's allocation (and ours) gives every MLP-only step its own "
+            "layer, so `reverse` takes 4 layers although only 2 hold attention; the RASP paper's counts are attention "
+            "layers. `most_freq` uses `SelectorAnd`, which tracr cannot compile.\n"
+        )
+        figures = {"sizes": _size_figure(rows)}
+        for r in rows:
+            figures[f"circuit_{r['program']}"] = runs[0].read_figure(f"circuit_{r['program']}")
+        captions = {f"circuit_{r['program']}": f"Ground-truth circuit of {r['program']}: which head or MLP computes "
+                    f"which RASP expression (hover a node) and which reads from which." for r in rows}
+        captions["sizes"] = "Size of each compiled program."
+        return Analysis(figures=figures, markdown="\n".join(lines) + notes, captions=captions)
 
 
 EXPERIMENT = RaspCompile()

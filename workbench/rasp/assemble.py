@@ -41,7 +41,7 @@ def config_for(layout: Layout, n_vocab: int, max_seq_len: int, d_vocab_out: int)
     )
 
 
-def _code(index: dict[Dir, int], dirs: tuple[Dir, ...], value: Value) -> np.ndarray:
+def _row(index: dict[Dir, int], dirs: tuple[Dir, ...], value: Value) -> np.ndarray:
     """`value`'s residual code (`components.code`) as a `[d_model]` row."""
     v = np.zeros(len(index))
     for d, w in code(dirs, value).items():
@@ -68,12 +68,12 @@ def assemble(
         dirs = space(graph.label(sop), sop, values[sop.uid])
         if isinstance(sop, L.TokensType):
             for i, tok in enumerate(vocab):
-                W_E[i + 1] += _code(index, dirs, tok)
+                W_E[i + 1] += _row(index, dirs, tok)
         elif isinstance(sop, L.Full):
-            W_E[1 : len(vocab) + 1] += _code(index, dirs, sop.fill)
+            W_E[1 : len(vocab) + 1] += _row(index, dirs, sop.fill)
         elif isinstance(sop, L.IndicesType):
             for p in range(max_seq_len):
-                W_pos[p + 1] += _code(index, dirs, p)
+                W_pos[p + 1] += _row(index, dirs, p)
     W_E[1 : len(vocab) + 1, index[ONE]] = 1.0
 
     shape = (config.n_layers, config.n_heads, d_model, d_head)

@@ -16,7 +16,7 @@ PACKAGES = {"workbench": REPO / "workbench", "workbench.experiments": REPO / "ex
 ALLOWED = {
     "core": {"core"},
     "tasks": {"core", "tasks"},
-    "models": {"core", "models"},
+    "models": {"core", "models"},  # holds the circuit graph type (models/circuit.py), so rasp and interp share it
     "train": {"core", "tasks", "models", "train"},
     "interp": {"core", "tasks", "models", "interp"},
     "rasp": {"core", "tasks", "models", "rasp"},

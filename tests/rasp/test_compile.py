@@ -2,6 +2,7 @@
 hooks, padding and the TransformerLens export."""
 
 import dataclasses
+import json
 
 import equinox as eqx
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from workbench.models import run_with_cache, run_with_hooks, sites
+from workbench.models import Circuit, Edge, circuit_figure, run_with_cache, run_with_hooks, sites
 from workbench.rasp import agreement, all_inputs, compile_program, outputs_agree, tokens, trace
 from workbench.rasp import library as lib
 from workbench.rasp.language import is_numerical
@@ -116,25 +117,37 @@ def test_encode_rejects_bad_input(compiled):
 def test_circuit_of_reverse(compiled):
     c = compiled["reverse"]
     g = c.circuit
-    assert set(g.nodes) == {"embed", "a0.h0", "m0", "m1", "m2", "a3.h0", "logits"}
+    assert {n.name for n in g.nodes} == {"input", "a0.h0", "m0", "m1", "m2", "a3.h0", "logits"}
     assert c.sites["length"] == ("a0.h0", "m0")
     assert c.sites["opp_idx"] == ("m1",) and c.sites["opp_idx-1"] == ("m2",) and c.sites["reverse"] == ("a3.h0",)
     expected = {
-        ("embed", "a0.h0"), ("a0.h0", "m0"), ("m0", "m1"), ("embed", "m1"), ("m1", "m2"),
-        ("m2", "a3.h0"), ("embed", "a3.h0"), ("a3.h0", "logits"),
+        ("input", "a0.h0"), ("a0.h0", "m0"), ("m0", "m1"), ("input", "m1"), ("m1", "m2"),
+        ("m2", "a3.h0"), ("input", "a3.h0"), ("a3.h0", "logits"),
     }  # fmt: skip
-    assert set(g.edges) == expected
-    assert sorted(g.edges["embed", "a3.h0"]["roles"]) == ["k", "v"]
-    assert g.edges["m2", "a3.h0"]["roles"] == ["q"]
+    assert {(e.sender.name, e.receiver.name) for e in g.edges} == expected
+    kinds = {(e.sender.name, e.receiver.name): [] for e in g.edges}
+    for e in g.edges:
+        kinds[e.sender.name, e.receiver.name].append(e.kind)
+    assert sorted(kinds["input", "a3.h0"]) == ["k", "v"]
+    assert kinds["m2", "a3.h0"] == ["q"]
+    assert g.edge_data[Edge(g.node("m2"), g.node("a3.h0"), "q")] == {"sops": ("opp_idx-1",)}
+
+
+def test_ground_truth_is_a_subgraph_of_the_complete_graph_and_survives_json(compiled):
+    for name, c in compiled.items():
+        complete = Circuit.complete(c.model.config)
+        assert type(c.circuit) is type(complete) is Circuit
+        assert c.circuit.is_subgraph_of(complete), name
+        assert not complete.is_subgraph_of(c.circuit), name
+        assert Circuit.from_json(json.loads(json.dumps(c.circuit.to_json()))) == c.circuit, name
 
 
 def test_circuit_figure_is_plotly_json(compiled):
-    from workbench.rasp import circuit_figure
-
-    fig = circuit_figure(compiled["most_freq"].circuit, title="most_freq")
+    circuit = compiled["most_freq"].circuit
+    fig = circuit_figure(circuit, title="most_freq")
     names = {t["name"] for t in fig["data"]}
-    assert names == {"embed", "attn", "mlp", "logits"}
-    assert len(fig["layout"]["annotations"]) == compiled["most_freq"].circuit.number_of_edges()
+    assert names == {"input", "attn", "mlp", "logits"}
+    assert len(fig["layout"]["annotations"]) == len({(e.sender, e.receiver) for e in circuit.edges})
 
 
 def test_transformer_lens_export(compiled):

@@ -9,26 +9,14 @@ directions are exact: weights are only renamed, reshaped or transposed.
 from collections.abc import Mapping
 from typing import Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from workbench.models import Transformer, TransformerConfig
+from workbench.models.params import from_named, named_params
 
 from .configs import _import_tl, check_exportable
 
 _LEGACY_BUFFERS = (".mask", ".IGNORE")  # HookedTransformer attention buffers; no parameters
-
-
-def _legacy_key(path: tuple) -> str:
-    """`blocks.0.attn.W_Q` from the pytree path `.blocks[0].attn.W_Q` (the fields carry TL names)."""
-    return ".".join(str(getattr(k, "name", getattr(k, "idx", k))) for k in path)
-
-
-def _template(config: TransformerConfig) -> Transformer:
-    """A `Transformer` with `config` whose leaves are shapes only (nothing is computed)."""
-    return eqx.filter_eval_shape(Transformer, config, key=jax.random.key(0))
 
 
 def to_state_dict(model: Transformer, *, as_torch: bool = False) -> dict[str, Any]:
@@ -41,8 +29,7 @@ def to_state_dict(model: Transformer, *, as_torch: bool = False) -> dict[str, An
     """
     c = model.config
     check_exportable(c)
-    leaves = jax.tree_util.tree_flatten_with_path(eqx.filter(model, eqx.is_array))[0]
-    state = {_legacy_key(path): np.asarray(leaf, dtype=np.float32) for path, leaf in leaves}
+    state = {name: np.asarray(leaf, dtype=np.float32) for name, leaf in named_params(model).items()}
     if c.positional_embedding_type == "none":
         state["pos_embed.W_pos"] = np.zeros((c.n_ctx, c.d_model), np.float32)
     if as_torch:
@@ -106,16 +93,5 @@ def from_state_dict(state: Mapping[str, Any], config: TransformerConfig) -> Tran
             "the state dict has a nonzero pos_embed.W_pos but config.positional_embedding_type='none'; "
             "use positional_embedding_type='standard'"
         )
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(_template(config))
-    want = {_legacy_key(path): leaf for path, leaf in leaves}
-    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
-    wrong = [k for k in want if k in state and state[k].shape != want[k].shape]
-    shapes = [f"{k} {state[k].shape} (expected {want[k].shape})" for k in wrong]
-    if missing or extra or shapes:
-        problems = [f"missing {missing}"] * bool(missing) + [f"unexpected {extra}"] * bool(extra)
-        problems += [f"wrong shape: {', '.join(shapes)}"] * bool(shapes)
-        raise ValueError(
-            "the state dict does not fit the TransformerConfig: " + "; ".join(problems) + ". Check "
-            "normalization_type, attn_only, d_mlp, d_vocab/d_input, d_vocab_out, n_heads/d_head."
-        )
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(state[k], dtype=w.dtype) for k, w in want.items()])
+    return from_named(config, state, hint="Check normalization_type, attn_only, d_mlp, d_vocab/d_input, "
+                      "d_vocab_out, n_heads/d_head.")

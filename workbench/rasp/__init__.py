@@ -1,14 +1,15 @@
 """RASP: the language, its interpreter, and a compiler into `workbench.models.Transformer` whose
-result carries the ground-truth circuit (which head or MLP computes which expression)."""
+result carries the ground-truth circuit (a `workbench.models.Circuit`: which head or MLP computes
+which expression, and which reads which)."""
 
 from . import library as library
-from .circuit import circuit_figure as circuit_figure
 from .compiler import CompiledProgram as CompiledProgram
 from .compiler import agreement as agreement
 from .compiler import all_inputs as all_inputs
 from .compiler import compile_program as compile_program
 from .compiler import outputs_agree as outputs_agree
 from .graph import listing as listing
+from .inputs import sample_inputs as sample_inputs
 from .interpreter import EvaluationError as EvaluationError
 from .interpreter import evaluate as evaluate
 from .interpreter import trace as trace

@@ -11,14 +11,12 @@ itself (numerical, `d_vocab_out = 1`).
 import math
 from collections.abc import Sequence
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..models import Transformer, TransformerConfig
+from ..models.params import from_named, param_shapes
 from . import language as L
-from .components import BOS, ONE, PAD, Dir, space
+from .components import BOS, ONE, PAD, Dir, code, space
 from .graph import ProgramGraph
 from .language import Value
 from .layout import Layout
@@ -43,13 +41,11 @@ def config_for(layout: Layout, n_vocab: int, max_seq_len: int, d_vocab_out: int)
     )
 
 
-def _code(index: dict[Dir, int], dirs: Sequence[Dir], value: Value) -> np.ndarray:
+def _row(index: dict[Dir, int], dirs: tuple[Dir, ...], value: Value) -> np.ndarray:
+    """`value`'s residual code (`components.code`) as a `[d_model]` row."""
     v = np.zeros(len(index))
-    for d in dirs:
-        if not d.categorical:
-            v[index[d]] = float(value)
-        elif d.value == value:
-            v[index[d]] = 1.0
+    for d, w in code(dirs, value).items():
+        v[index[d]] = w
     return v
 
 
@@ -72,12 +68,12 @@ def assemble(
         dirs = space(graph.label(sop), sop, values[sop.uid])
         if isinstance(sop, L.TokensType):
             for i, tok in enumerate(vocab):
-                W_E[i + 1] += _code(index, dirs, tok)
+                W_E[i + 1] += _row(index, dirs, tok)
         elif isinstance(sop, L.Full):
-            W_E[1 : len(vocab) + 1] += _code(index, dirs, sop.fill)
+            W_E[1 : len(vocab) + 1] += _row(index, dirs, sop.fill)
         elif isinstance(sop, L.IndicesType):
             for p in range(max_seq_len):
-                W_pos[p + 1] += _code(index, dirs, p)
+                W_pos[p + 1] += _row(index, dirs, p)
     W_E[1 : len(vocab) + 1, index[ONE]] = 1.0
 
     shape = (config.n_layers, config.n_heads, d_model, d_head)
@@ -114,8 +110,9 @@ def assemble(
     for l in range(config.n_layers):
         for name, w in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V), ("W_O", W_O)):
             weights[f"blocks.{l}.attn.{name}"] = w[l]
-        weights[f"blocks.{l}.mlp.W_in"] = W_in[l]
-        weights[f"blocks.{l}.mlp.W_out"] = W_out[l]
+        if not config.attn_only:
+            weights[f"blocks.{l}.mlp.W_in"] = W_in[l]
+            weights[f"blocks.{l}.mlp.W_out"] = W_out[l]
     return _fill(config, weights)
 
 
@@ -123,17 +120,12 @@ def _fill(config: TransformerConfig, weights: dict[str, np.ndarray]) -> Transfor
     """A `Transformer` with the named weights and every other parameter (the biases) zero.
 
     Built from the abstract shapes, so no random initialisation runs."""
-    shapes = eqx.filter_eval_shape(Transformer, config, key=jax.random.key(0))
-
-    def leaf(path, struct):
-        name = ".".join(str(getattr(p, "name", getattr(p, "idx", p))) for p in path)
-        w = weights.get(name)
-        if w is None:
-            if not name.split(".")[-1].startswith("b_"):
-                raise AssertionError(f"the compiler set no value for {name}")
-            return jnp.zeros(struct.shape, struct.dtype)
-        if w.shape != struct.shape:
-            raise AssertionError(f"compiled {name} has shape {w.shape}, the model expects {struct.shape}")
-        return jnp.asarray(w, dtype=struct.dtype)
-
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
+    shapes = param_shapes(config)
+    unset = [name for name in shapes if name not in weights and not name.split(".")[-1].startswith("b_")]
+    if unset:
+        raise AssertionError(f"the compiler set no value for {unset}")
+    biases = {name: np.zeros(s.shape, s.dtype) for name, s in shapes.items() if name not in weights}
+    try:
+        return from_named(config, weights | biases)
+    except ValueError as e:
+        raise AssertionError(f"the compiled weights do not fit the model: {e}") from e

@@ -5,7 +5,7 @@ from workbench.rasp import compile_program, library
 compiled = compile_program(library.make_reverse(), vocab={1, 2, 3}, max_seq_len=5)
 compiled([1, 2, 3])              # [3, 2, 1]
 logits = compiled.model(compiled.encode([1, 2, 3]))   # [4, vocab_out]; position 0 is BOS
-compiled.circuit                 # networkx.DiGraph over "embed", "a{l}.h{h}", "m{l}", "logits"
+compiled.circuit                 # a workbench.models.Circuit over input, a{l}.h{h}, m{l}, logits
 ```
 
 Stages (one module each): graph -> static validation -> value sets -> dynamic validation ->
@@ -17,22 +17,22 @@ otherwise; only in the exhaustive case does a successful compile guarantee agree
 
 import dataclasses
 import itertools
-import random
 from collections.abc import Iterable, Iterator, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ..models import Transformer
+from ..models.circuit import Circuit
 from . import language as L
 from .assemble import assemble
 from .circuit import build_circuit
 from .components import build_components
 from .graph import ProgramGraph, extract_graph
+from .inputs import sample_inputs
 from .interpreter import evaluate
 from .language import Value
 from .layout import Layout, allocate
@@ -46,7 +46,7 @@ NUMERICAL_ATOL = 1e-3  # compiled vs interpreted, numerical outputs
 class CompiledProgram:
     """A compiled program: the model, its codec, what each residual dimension means, its circuit.
 
-    `sites`: expression label -> the sites computing it (`a{l}.h{h}`, `m{l}` or `embed`).
+    `sites`: expression label -> the circuit nodes computing it (`a{l}.h{h}`, `m{l}` or `input`).
     `validation`: which inputs dynamic validation ran on.
     """
 
@@ -56,7 +56,7 @@ class CompiledProgram:
     max_seq_len: int
     output_values: tuple[Value, ...]
     residual_labels: tuple[str, ...]
-    circuit: nx.DiGraph
+    circuit: Circuit
     sites: dict[str, tuple[str, ...]]
     graph: ProgramGraph
     layout: Layout
@@ -141,10 +141,7 @@ def validation_inputs(vocab, max_seq_len: int, budget: int, seed: int = 0) -> tu
     total = count_inputs(vocab, max_seq_len)
     if total <= budget:
         return list(all_inputs(vocab, max_seq_len)), f"exhaustive: all {total} inputs"
-    rng = random.Random(seed)
-    lengths = rng.choices(range(1, max_seq_len + 1), k=budget)
-    sample = [tuple(rng.choice(vocab) for _ in range(n)) for n in lengths]
-    return sample, f"sampled: {budget} random inputs of {total}"
+    return sample_inputs(vocab, max_seq_len, budget, seed), f"sampled: {budget} random inputs of {total}"
 
 
 def _check_args(program, vocab, max_seq_len) -> tuple[Value, ...]:
@@ -183,9 +180,9 @@ def compile_program(
     model = assemble(graph, values, layout, vocab, max_seq_len)
     circuit = build_circuit(graph, layout)
     sites: dict[str, list[str]] = {}
-    for node, data in circuit.nodes(data=True):
+    for node, data in circuit.node_data.items():
         for label in data["exprs"]:
-            sites.setdefault(label, []).append(node)
+            sites.setdefault(label, []).append(node.name)
     return CompiledProgram(
         program=program,
         model=model,

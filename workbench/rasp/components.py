@@ -138,7 +138,7 @@ def _gated(col: dict[Dir, float]) -> dict[Dir, float]:
     return _merge(col, {BOS: -g, PAD: -g})
 
 
-def _code(out: tuple[Dir, ...], value: Value) -> dict[Dir, float]:
+def code(out: tuple[Dir, ...], value: Value) -> dict[Dir, float]:
     """The residual code of `value` in the space `out` (empty for None or an unknown value)."""
     if value is None:
         return {}
@@ -159,14 +159,14 @@ def lookup_mlp(label, reads, writes, ins: Sequence[tuple[Dir, ...]], f, out) -> 
     units = _Units()
     if len(ins) == 1:
         for d in ins[0]:
-            units.add({d: 1.0}, _code(out, _safe(f, d.value)))
+            units.add({d: 1.0}, code(out, _safe(f, d.value)))
     else:
         same = ins[0] == ins[1]
         for da in ins[0]:
             for db in ins[1]:
                 if same and da != db:
                     continue
-                units.add(_merge({da: 1.0}, {db: 1.0}, {ONE: -1.0}), _code(out, _safe(f, da.value, db.value)))
+                units.add(_merge({da: 1.0}, {db: 1.0}, {ONE: -1.0}), code(out, _safe(f, da.value, db.value)))
     return units.part(label, reads, writes)
 
 
@@ -181,7 +181,7 @@ def _merge(*cols: dict[Dir, float]) -> dict[Dir, float]:
 def discretising_mlp(label, reads, writes, x: Dir, xs: Sequence[float], f, out) -> MLPPart:
     """`f` of a numerical input `x` taking values `xs`, as a sum of steps at midpoints."""
     xs = sorted(xs)
-    codes = [_code(out, _safe(f, v)) for v in xs]
+    codes = [code(out, _safe(f, v)) for v in xs]
     units = _Units()
     if not xs:
         return units.part(label, reads, writes)

@@ -9,6 +9,7 @@ expression keeps its slice of neurons.
 
 import dataclasses
 
+from ..models.circuit import Node
 from . import language as L
 from .components import BOS, ONE, PAD, Component, Dir, HeadPart, MLPPart, space
 from .graph import ProgramGraph
@@ -22,8 +23,8 @@ class PlacedHead:
     head: int
 
     @property
-    def site(self) -> str:
-        return f"a{self.layer}.h{self.head}"
+    def node(self) -> Node:
+        return Node.attn(self.layer, self.head)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,8 @@ class PlacedMLP:
     neurons: tuple[int, int]  # [start, stop) within the layer's MLP
 
     @property
-    def site(self) -> str:
-        return f"m{self.layer}"
+    def node(self) -> Node:
+        return Node.mlp(self.layer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +61,13 @@ class Layout:
         widths = [max(min(len(h.part.q_dirs), len(h.part.k_dirs)), len(h.part.v_dirs)) for h in self.heads]
         return max(widths, default=1)
 
-    def writer(self) -> dict[str, str]:
-        """Residual block name (SOp label or scratch) -> the site writing it (`embed` for inputs)."""
-        out = {name: "embed" for name in self.embedded}
+    def writer(self) -> dict[str, Node]:
+        """Residual block name (SOp label or scratch) -> the circuit node writing it (`input` for inputs)."""
+        out = {name: Node.input() for name in self.embedded}
         for h in self.heads:
-            out.update({w: h.site for w in h.part.writes})
+            out.update({w: h.node for w in h.part.writes})
         for m in self.mlps:
-            out.update({w: m.site for w in m.part.writes})
+            out.update({w: m.node for w in m.part.writes})
         return out
 
 

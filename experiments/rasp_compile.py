@@ -4,13 +4,12 @@ ground-truth circuits.
 
 Per program the run writes `programs.json` (one row each: layers, heads, d_model, d_mlp, d_head,
 parameters, inputs checked, agreement) and `figures/circuit_<program>.json` into each seed folder.
-Compilation is deterministic; the seed only picks the random inputs of programs whose input space is
-larger than `max_inputs`.
+Compilation is deterministic; the seed only picks the random inputs (the `rasp_inputs` stream of
+`workbench.rasp.sample_inputs`) of programs whose input space is larger than `max_inputs`.
 """
 
 import dataclasses
 import json
-import random
 import time
 
 import equinox as eqx
@@ -20,9 +19,10 @@ import plotly.graph_objects as go
 
 from workbench.core import Check
 from workbench.core.results import Analysis
-from workbench.rasp import agreement, all_inputs, circuit_figure, compile_program
+from workbench.models import circuit_figure
+from workbench.rasp import agreement, compile_program
 from workbench.rasp import library as lib
-from workbench.rasp.compiler import count_inputs
+from workbench.rasp.compiler import count_inputs, validation_inputs
 from workbench.rasp.layout import sublayer_count
 
 from ._base import Experiment, SeedRun
@@ -72,20 +72,14 @@ PRESETS = {
 }
 
 
-def _inputs(entry: lib.LibraryEntry, max_seq_len: int, budget: int, seed: int) -> tuple[list, bool]:
-    if count_inputs(entry.vocab, max_seq_len) <= budget:
-        return list(all_inputs(entry.vocab, max_seq_len)), True
-    rng = random.Random(seed)
-    return [tuple(rng.choice(entry.vocab) for _ in range(rng.randint(1, max_seq_len))) for _ in range(budget)], False
-
-
 def measure(entry: lib.LibraryEntry, config: Config, seed: int) -> tuple[dict, dict]:
     """Compile one library program and compare it with the interpreter: its row and circuit figure."""
     n = entry.max_seq_len + config.length_offset
     started = time.time()
     compiled = compile_program(entry.program(n), entry.vocab, n, validation_budget=min(config.max_inputs, 2000), seed=seed)
     compile_s = time.time() - started
-    inputs, exhaustive = _inputs(entry, n, config.max_inputs, seed)
+    inputs, _ = validation_inputs(entry.vocab, n, config.max_inputs, seed)
+    exhaustive = count_inputs(entry.vocab, n) <= config.max_inputs
     result = agreement(compiled, inputs)
     cfg = compiled.model.config
     used = sublayer_count(compiled.layout)
@@ -99,7 +93,7 @@ def measure(entry: lib.LibraryEntry, config: Config, seed: int) -> tuple[dict, d
         "mismatches": [[list(map(str, x)), list(map(str, w)), list(map(str, g))] for x, w, g in result.mismatches],
         "validation": compiled.validation, "compile_s": compile_s,
         "sites": {k: list(v) for k, v in compiled.sites.items()},
-        "circuit_edges": [[u, v, d["sops"], d["roles"]] for u, v, d in compiled.circuit.edges(data=True)],
+        "circuit": compiled.circuit.to_json(),
     }  # fmt: skip
     return row, circuit_figure(compiled.circuit, title=f"{entry.name}: ground-truth circuit")
 

@@ -41,12 +41,19 @@ class Cache(dict):
         return self[key] if key in self else default
 
 
-def _flatten(cache: Cache):
+def _flatten_with_keys(cache: Cache):
     names = tuple(sorted(cache))  # as for a dict: the tree structure does not depend on insertion order
+    return tuple((jax.tree_util.DictKey(name), dict.__getitem__(cache, name)) for name in names), names
+
+
+def _flatten(cache: Cache):
+    names = tuple(sorted(cache))
     return tuple(dict.__getitem__(cache, name) for name in names), names
 
 
-jax.tree_util.register_pytree_node(Cache, _flatten, lambda names, values: Cache(zip(names, values)))
+jax.tree_util.register_pytree_with_keys(
+    Cache, _flatten_with_keys, lambda names, values: Cache(zip(names, values)), _flatten
+)
 
 
 def _apply(key: Key, fn: HookFn, value: Array) -> Array:

@@ -6,8 +6,10 @@ from . import sites as sites
 from ._config import ACT_FNS as ACT_FNS
 from ._config import NORMALIZATION_TYPES as NORMALIZATION_TYPES
 from ._config import TransformerConfig as TransformerConfig
+from ._hooks import Cache as Cache
 from ._hooks import Hooks as Hooks
 from .lsa import LinearSelfAttention as LinearSelfAttention
+from .sites import Site as Site
 from .transformer import Transformer as Transformer
 from .transformer import run_with_cache as run_with_cache
 from .transformer import run_with_hooks as run_with_hooks

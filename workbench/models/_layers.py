@@ -1,12 +1,14 @@
 """Transformer components with TransformerLens parameter names and shapes (one sequence each)."""
 
 import math
+from typing import Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from . import sites
 from ._hooks import Hooks
 
 
@@ -52,16 +54,20 @@ class Norm(eqx.Module):
         self.kind = kind
         self.eps = eps
 
-    def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, prefix: str) -> Float[Array, "seq d_model"]:
+    def __call__(
+        self, x: Float[Array, "seq d_model"], hooks: Hooks, layer: int | None, which: Literal["ln1", "ln2", "ln_final"]
+    ) -> Float[Array, "seq d_model"]:
+        """`which` is `ln1`, `ln2` (in block `layer`) or `ln_final` (`layer=None`)."""
         if self.kind != "RMS":
             x = x - x.mean(-1, keepdims=True)
-        scale = hooks(prefix + "hook_scale", jnp.sqrt((x**2).mean(-1, keepdims=True) + self.eps))
+        scale_name, normalized = sites.norm(layer, which, "scale"), sites.norm(layer, which, "normalized")
+        scale = hooks(scale_name, jnp.sqrt((x**2).mean(-1, keepdims=True) + self.eps))
         if self.kind == "RMS":
-            return hooks(prefix + "hook_normalized", x / scale) * self.w
+            return hooks(normalized, x / scale) * self.w
         x = x / scale
         if self.kind == "LN":
             x = x * self.w + self.b
-        return hooks(prefix + "hook_normalized", x)
+        return hooks(normalized, x)
 
 
 class Attention(eqx.Module):
@@ -93,21 +99,22 @@ class Attention(eqx.Module):
         self.softmax = c.attention_type == "softmax"
         self.attn_scale = math.sqrt(c.d_head) if c.use_attn_scale else 1.0
 
-    def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, prefix: str) -> Float[Array, "seq d_model"]:
-        q = hooks(prefix + "hook_q", jnp.einsum("sm,hmd->shd", x, self.W_Q) + self.b_Q)
-        k = hooks(prefix + "hook_k", jnp.einsum("sm,hmd->shd", x, self.W_K) + self.b_K)
-        v = hooks(prefix + "hook_v", jnp.einsum("sm,hmd->shd", x, self.W_V) + self.b_V)
+    def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, layer: int) -> Float[Array, "seq d_model"]:
+        q = hooks(sites.attn(layer, "q"), jnp.einsum("sm,hmd->shd", x, self.W_Q) + self.b_Q)
+        k = hooks(sites.attn(layer, "k"), jnp.einsum("sm,hmd->shd", x, self.W_K) + self.b_K)
+        v = hooks(sites.attn(layer, "v"), jnp.einsum("sm,hmd->shd", x, self.W_V) + self.b_V)
         scores = jnp.einsum("qhd,khd->hqk", q, k) / self.attn_scale
         if self.causal:
             seq = x.shape[0]
             mask = jnp.tril(jnp.ones((seq, seq), dtype=bool))
             scores = jnp.where(mask, scores, -jnp.inf if self.softmax else 0.0)
-        scores = hooks(prefix + "hook_attn_scores", scores)
+        scores = hooks(sites.attn(layer, "attn_scores"), scores)
         pattern = jax.nn.softmax(scores, axis=-1) if self.softmax else scores
-        pattern = hooks(prefix + "hook_pattern", pattern)
-        z = hooks(prefix + "hook_z", jnp.einsum("hqk,khd->qhd", pattern, v))
-        if hooks.wants(prefix + "hook_result"):
-            result = hooks(prefix + "hook_result", jnp.einsum("qhd,hdm->qhm", z, self.W_O))
+        pattern = hooks(sites.attn(layer, "pattern"), pattern)
+        z = hooks(sites.attn(layer, "z"), jnp.einsum("hqk,khd->qhd", pattern, v))
+        result_name = sites.attn(layer, "result")
+        if hooks.wants(result_name):
+            result = hooks(result_name, jnp.einsum("qhd,hdm->qhm", z, self.W_O))
             return result.sum(1) + self.b_O
         return jnp.einsum("qhd,hdm->qm", z, self.W_O) + self.b_O
 
@@ -135,9 +142,9 @@ class MLP(eqx.Module):
         self.b_out = jnp.zeros(c.d_model)
         self.act_fn = c.act_fn
 
-    def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, prefix: str) -> Float[Array, "seq d_model"]:
-        pre = hooks(prefix + "hook_pre", x @ self.W_in + self.b_in)
-        post = hooks(prefix + "hook_post", _ACTIVATIONS[self.act_fn](pre))
+    def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, layer: int) -> Float[Array, "seq d_model"]:
+        pre = hooks(sites.mlp(layer, "pre"), x @ self.W_in + self.b_in)
+        post = hooks(sites.mlp(layer, "post"), _ACTIVATIONS[self.act_fn](pre))
         return post @ self.W_out + self.b_out
 
 

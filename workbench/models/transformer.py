@@ -5,11 +5,12 @@ model = Transformer(TransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=
 logits = model(tokens)                                   # [seq, vocab_out]; jax.vmap(model)(batch)
 logits, cache = run_with_cache(model, tokens, names=[sites.attn(0, "pattern")])
 logits = run_with_hooks(model, tokens, hooks={sites.resid_pre(1): lambda x, name: 0 * x})
+logits = run_with_hooks(model, tokens, hooks={Site(0, "z", head=1): lambda z, site: 0 * z})  # one head
 ```
 """
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import equinox as eqx
 import jax
@@ -17,8 +18,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from . import sites
 from ._config import TransformerConfig
-from ._hooks import NO_HOOKS, HookFn, Hooks
+from ._hooks import NO_HOOKS, Cache, HookFn, Hooks, name_of
 from ._layers import MLP, Attention, Embed, Norm, PosEmbed, Unembed
+from .sites import Site
 
 
 class Block(eqx.Module):
@@ -41,13 +43,13 @@ class Block(eqx.Module):
     def __call__(self, resid: Float[Array, "seq d_model"], hooks: Hooks) -> Float[Array, "seq d_model"]:
         l = self.layer
         resid_pre = hooks(sites.resid_pre(l), resid)
-        x = self.ln1(resid_pre, hooks, f"blocks.{l}.ln1.") if self.ln1 is not None else resid_pre
-        attn_out = hooks(sites.attn_out(l), self.attn(x, hooks, f"blocks.{l}.attn."))
+        x = self.ln1(resid_pre, hooks, l, "ln1") if self.ln1 is not None else resid_pre
+        attn_out = hooks(sites.attn_out(l), self.attn(x, hooks, l))
         if self.mlp is None:
             return hooks(sites.resid_post(l), resid_pre + attn_out)
         resid_mid = hooks(sites.resid_mid(l), resid_pre + attn_out)
-        x = self.ln2(resid_mid, hooks, f"blocks.{l}.ln2.") if self.ln2 is not None else resid_mid
-        mlp_out = hooks(sites.mlp_out(l), self.mlp(x, hooks, f"blocks.{l}.mlp."))
+        x = self.ln2(resid_mid, hooks, l, "ln2") if self.ln2 is not None else resid_mid
+        mlp_out = hooks(sites.mlp_out(l), self.mlp(x, hooks, l))
         return hooks(sites.resid_post(l), resid_mid + mlp_out)
 
 
@@ -91,7 +93,7 @@ class Transformer(eqx.Module):
         for block in self.blocks:
             resid = block(resid, hooks)
         if self.ln_final is not None:
-            resid = self.ln_final(resid, hooks, "ln_final.")
+            resid = self.ln_final(resid, hooks, None, "ln_final")
         return self.unembed(resid)
 
     def _check_input(self, x) -> None:
@@ -110,31 +112,44 @@ class Transformer(eqx.Module):
             raise ValueError(f"sequence length {x.shape[0]} exceeds n_ctx={c.n_ctx}")
 
 
-def _check_names(model: Transformer, names: Iterable[str]) -> frozenset[str]:
-    valid = sites.hook_names(model.config)
-    names = frozenset(names)
-    for name in names:
+def _check_keys(model: Transformer, keys: Iterable[Site | str]) -> frozenset[str]:
+    """The hook names of `keys` (Sites or names), each checked against the model."""
+    config = model.config
+    valid = sites.hook_names(config)
+    names = set()
+    for key in keys:
+        if not isinstance(key, Site | str):
+            raise ValueError(f"hook keys are Site values or hook names, got {type(key).__name__} {key!r}")
+        name = name_of(key)
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; see workbench.models.sites.hook_names(config)"
             raise ValueError(f"no hook point {name!r} in this model{hint}")
-    return names
+        if isinstance(key, Site) and key.head is not None and key.head >= config.n_heads:
+            raise ValueError(f"head {key.head} is out of range for {name} (n_heads={config.n_heads})")
+        names.add(name)
+    return frozenset(names)
 
 
 def run_with_cache(
-    model: Transformer, x, names: Iterable[str] | None = None
-) -> tuple[Float[Array, "seq vocab_out"], dict[str, Array]]:
+    model: Transformer, x, names: Iterable[Site | str] | None = None
+) -> tuple[Float[Array, "seq vocab_out"], Cache]:
     """Run `model` on one example and return `(logits, cache)` with the activations at `names`.
 
-    `names=None` caches every hook point. Pure: jit it with `eqx.filter_jit` (names are static).
+    `names` are `Site` values or hook names; `names=None` caches every hook point. The cache holds
+    whole activations by name; index it by a name, or by a `Site` to select its head / position.
+    Pure: jit it with `eqx.filter_jit` (names are static).
     """
-    record = _check_names(model, sites.hook_names(model.config) if names is None else names)
+    record = _check_keys(model, sites.hook_names(model.config) if names is None else names)
     hooks = Hooks(record=record)
     out = model.forward(x, hooks)
     return out, hooks.cache
 
 
-def run_with_hooks(model: Transformer, x, hooks: dict[str, HookFn]) -> Float[Array, "seq vocab_out"]:
-    """Run `model` on one example with `hooks[name](value, name) -> new value` applied at each name."""
-    _check_names(model, hooks)
-    return model.forward(x, Hooks(fns=dict(hooks)))
+def run_with_hooks(model: Transformer, x, hooks: Mapping[Site | str, HookFn]) -> Float[Array, "seq vocab_out"]:
+    """Run `model` on one example with `hooks[key](value, key) -> new value` applied at each key.
+
+    A key is a hook name or a `Site`; a `Site` with a head or position gets and returns only that part.
+    """
+    _check_keys(model, hooks)
+    return model.forward(x, Hooks(fns=hooks))

@@ -1,4 +1,10 @@
-"""Transformer components with TransformerLens parameter names and shapes (one sequence each)."""
+"""Transformer components with TransformerLens parameter names and shapes.
+
+Each acts on one sequence `[seq, ...]` and also on a batch `[batch, seq, ...]` (`Transformer.batched`).
+Every linear map is one 2-D matmul over the flattened leading axes (`_linear`): XLA:CPU turns its
+weight gradient into a single GEMM, where the same map under `jax.vmap` contracts over two axes and
+runs about three times slower.
+"""
 
 import math
 from typing import Literal
@@ -16,6 +22,17 @@ def _normal(key: PRNGKeyArray, shape: tuple[int, ...], std: float) -> Array:
     return std * jax.random.normal(key, shape)
 
 
+def _linear(x: Float[Array, "*lead d_in"], w: Float[Array, "d_in d_out"]) -> Float[Array, "*lead d_out"]:
+    """`x @ w` as one 2-D matmul over the flattened leading axes."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
+def _heads_in(x: Float[Array, "*lead d_model"], w: Float[Array, "head d_model d_head"]) -> Float[Array, "*lead head d_head"]:
+    """`einsum("...m,hmd->...hd")` as one matmul with the heads side by side."""
+    h, m, d = w.shape
+    return _linear(x, w.transpose(1, 0, 2).reshape(m, h * d)).reshape(*x.shape[:-1], h, d)
+
+
 class Embed(eqx.Module):
     """Token embedding `W_E [d_vocab, d_model]`, or the read-in `W_E [d_input, d_model]` for vectors."""
 
@@ -27,7 +44,7 @@ class Embed(eqx.Module):
         self.tokens_in = tokens_in
 
     def __call__(self, x: Int[Array, " seq"] | Float[Array, "seq d_input"]) -> Float[Array, "seq d_model"]:
-        return self.W_E[x] if self.tokens_in else x @ self.W_E
+        return self.W_E[x] if self.tokens_in else _linear(x, self.W_E)
 
 
 class PosEmbed(eqx.Module):
@@ -100,23 +117,24 @@ class Attention(eqx.Module):
         self.attn_scale = math.sqrt(c.d_head) if c.use_attn_scale else 1.0
 
     def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, layer: int) -> Float[Array, "seq d_model"]:
-        q = hooks(sites.attn(layer, "q"), jnp.einsum("sm,hmd->shd", x, self.W_Q) + self.b_Q)
-        k = hooks(sites.attn(layer, "k"), jnp.einsum("sm,hmd->shd", x, self.W_K) + self.b_K)
-        v = hooks(sites.attn(layer, "v"), jnp.einsum("sm,hmd->shd", x, self.W_V) + self.b_V)
-        scores = jnp.einsum("qhd,khd->hqk", q, k) / self.attn_scale
+        q = hooks(sites.attn(layer, "q"), _heads_in(x, self.W_Q) + self.b_Q)
+        k = hooks(sites.attn(layer, "k"), _heads_in(x, self.W_K) + self.b_K)
+        v = hooks(sites.attn(layer, "v"), _heads_in(x, self.W_V) + self.b_V)
+        scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / self.attn_scale
         if self.causal:
-            seq = x.shape[0]
+            seq = x.shape[-2]
             mask = jnp.tril(jnp.ones((seq, seq), dtype=bool))
             scores = jnp.where(mask, scores, -jnp.inf if self.softmax else 0.0)
         scores = hooks(sites.attn(layer, "attn_scores"), scores)
         pattern = jax.nn.softmax(scores, axis=-1) if self.softmax else scores
         pattern = hooks(sites.attn(layer, "pattern"), pattern)
-        z = hooks(sites.attn(layer, "z"), jnp.einsum("hqk,khd->qhd", pattern, v))
+        z = hooks(sites.attn(layer, "z"), jnp.einsum("...hqk,...khd->...qhd", pattern, v))
         result_name = sites.attn(layer, "result")
         if hooks.wants(result_name):
-            result = hooks(result_name, jnp.einsum("qhd,hdm->qhm", z, self.W_O))
-            return result.sum(1) + self.b_O
-        return jnp.einsum("qhd,hdm->qm", z, self.W_O) + self.b_O
+            result = hooks(result_name, jnp.einsum("...qhd,hdm->...qhm", z, self.W_O))
+            return result.sum(-2) + self.b_O
+        h, d, m = self.W_O.shape
+        return _linear(z.reshape(*z.shape[:-2], h * d), self.W_O.reshape(h * d, m)) + self.b_O
 
 
 _ACTIVATIONS = {
@@ -143,9 +161,9 @@ class MLP(eqx.Module):
         self.act_fn = c.act_fn
 
     def __call__(self, x: Float[Array, "seq d_model"], hooks: Hooks, layer: int) -> Float[Array, "seq d_model"]:
-        pre = hooks(sites.mlp(layer, "pre"), x @ self.W_in + self.b_in)
+        pre = hooks(sites.mlp(layer, "pre"), _linear(x, self.W_in) + self.b_in)
         post = hooks(sites.mlp(layer, "post"), _ACTIVATIONS[self.act_fn](pre))
-        return post @ self.W_out + self.b_out
+        return _linear(post, self.W_out) + self.b_out
 
 
 class Unembed(eqx.Module):
@@ -157,4 +175,4 @@ class Unembed(eqx.Module):
         self.b_U = jnp.zeros(d_vocab_out)
 
     def __call__(self, x: Float[Array, "seq d_model"]) -> Float[Array, "seq vocab_out"]:
-        return x @ self.W_U + self.b_U
+        return _linear(x, self.W_U) + self.b_U

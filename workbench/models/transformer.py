@@ -84,32 +84,46 @@ class Transformer(eqx.Module):
     def __call__(self, x: Int[Array, " seq"] | Float[Array, "seq d_input"]) -> Float[Array, "seq vocab_out"]:
         return self.forward(x, NO_HOOKS)
 
+    def batched(
+        self, x: Int[Array, "batch seq"] | Float[Array, "batch seq d_input"]
+    ) -> Float[Array, "batch seq vocab_out"]:
+        """`jax.vmap(model)(x)` computed on the whole batch at once (no hooks): the same values to float32
+        rounding, with every linear map one GEMM over batch x seq, which makes the backward pass about
+        twice as fast on CPU. Use it in training losses."""
+        self._check_input(x, batched=True)
+        return self._forward(x, NO_HOOKS)
+
     def forward(self, x, hooks: Hooks) -> Float[Array, "seq vocab_out"]:
-        """The forward pass with every intermediate sent through `hooks`."""
+        """The forward pass on one example with every intermediate sent through `hooks`."""
         self._check_input(x)
+        return self._forward(x, hooks)
+
+    def _forward(self, x, hooks: Hooks):
+        seq = x.shape[-1] if self.config.tokens_in else x.shape[-2]
         resid = hooks(sites.EMBED, self.embed(x))
         if self.pos_embed is not None:
-            resid = resid + hooks(sites.POS_EMBED, self.pos_embed(x.shape[0]))
+            resid = resid + hooks(sites.POS_EMBED, self.pos_embed(seq))
         for block in self.blocks:
             resid = block(resid, hooks)
         if self.ln_final is not None:
             resid = self.ln_final(resid, hooks, None, "ln_final")
         return self.unembed(resid)
 
-    def _check_input(self, x) -> None:
+    def _check_input(self, x, batched: bool = False) -> None:
         c = self.config
+        lead, what = ((1, "batch, ") if batched else (0, ""))
         if c.tokens_in:
-            ok = x.ndim == 1 and jax.numpy.issubdtype(x.dtype, jax.numpy.integer)
-            expected = "int tokens [seq]"
+            ok = x.ndim == 1 + lead and jax.numpy.issubdtype(x.dtype, jax.numpy.integer)
+            expected = f"int tokens [{what}seq]"
         else:
-            ok = x.ndim == 2 and x.shape[-1] == c.d_input
-            expected = f"vectors [seq, {c.d_input}]"
+            ok = x.ndim == 2 + lead and x.shape[-1] == c.d_input
+            expected = f"vectors [{what}seq, {c.d_input}]"
         if not ok:
-            raise ValueError(
-                f"Transformer expects {expected} (one example; use jax.vmap for batches), got {x.dtype}{list(x.shape)}"
-            )
-        if x.shape[0] > c.n_ctx:
-            raise ValueError(f"sequence length {x.shape[0]} exceeds n_ctx={c.n_ctx}")
+            how = "a batch; model(x) takes one example" if batched else "one example; use jax.vmap or model.batched for batches"
+            raise ValueError(f"Transformer expects {expected} ({how}), got {x.dtype}{list(x.shape)}")
+        seq = x.shape[lead]
+        if seq > c.n_ctx:
+            raise ValueError(f"sequence length {seq} exceeds n_ctx={c.n_ctx}")
 
 
 def _check_keys(model: Transformer, keys: Iterable[Site | str]) -> frozenset[str]:

@@ -7,15 +7,18 @@ initialised: the cost does not depend on the weights. 64 clean prompts are paire
 ones (other chains); the metric is the next-token loss. The sites are every head output (`z`) at
 every layer, head and position: 2 x 4 x 64 = 512 sites, each a forward pass on all 64 prompts.
 
-- `batched`: `workbench.interp.activation_patching` on the whole grid (one jitted program; the sites
-  in vmapped blocks of `CHUNK` to bound memory), including the corrupted cache and both baselines.
+- `batched`: `workbench.interp.activation_patching` on the whole grid, one jitted program including
+  the corrupted cache and both baselines. On a GPU all sites are vmapped at once; on CPU the sites
+  run in blocks of `CHUNK = 1` inside the program (`jax.lax.map`): the 64 prompts already fill the
+  cores, and wider site blocks only add memory traffic (measured: blocks of 8 or 32 sites were
+  3-4x slower than blocks of 1 on a 2-core machine).
 - `loop`: the corrupted cache and the clean run once, then one call per site of a jitted
   `run_with_hooks` on the 64 prompts (head and position are array arguments, so it compiles once
   per layer); the per-site metric is fetched, as a sweep would.
 
 Both are warmed up first (compile excluded) and timed `REPEATS` times, alternating; medians.
-`ratios["loop_over_batched"]` is loop time / batched time (goal >= 10). Set `WB_BENCH_CHUNK=0` to
-vmap all sites at once (GPU).
+`ratios["loop_over_batched"]` is loop time / batched time (goal >= 10). `WB_BENCH_CHUNK=N` sets the
+block size (0: all sites in one vmap).
 """
 
 import os
@@ -33,7 +36,7 @@ from workbench.models import Transformer, TransformerConfig, run_with_cache, run
 from workbench.tasks.markov import DirichletMarkovICL
 
 PROMPTS, SEQ, REPEATS = 64, 64, 5
-CHUNK = int(os.environ.get("WB_BENCH_CHUNK", "64")) or None
+CHUNK = int(os.environ.get("WB_BENCH_CHUNK", "1" if jax.default_backend() == "cpu" else "0")) or None
 CONFIG = TransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=SEQ, d_vocab=3, attn_only=True)
 
 

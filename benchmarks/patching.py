@@ -61,7 +61,7 @@ def _clean_out(model, clean):
 
 @eqx.filter_jit
 def _one_site(model, clean, clean_out, source, metric, layer, head, pos):
-    """The mean metric with head `head` at position `pos` of `layer` patched from `source [batch, seq, head, d_head]`."""
+    """The mean metric with `z[pos, head]` of `layer` patched from `source [batch, seq, head, d_head]`."""
 
     def one(x, src, c, m):
         hook = {sites.attn(layer, "z"): lambda v, name: v.at[pos, head].set(src[pos, head])}

@@ -15,7 +15,9 @@ from jaxtyping import Array, Float, Int
 
 class AbstractMetric(eqx.Module):
     @abc.abstractmethod
-    def __call__(self, out: Float[Array, "seq vocab_out"], clean_out: Float[Array, "seq vocab_out"]) -> Float[Array, ""]:
+    def __call__(
+        self, out: Float[Array, "seq vocab_out"], clean_out: Float[Array, "seq vocab_out"]
+    ) -> Float[Array, ""]:
         """The metric of `out` (one example), given the clean run's output `clean_out`."""
 
 

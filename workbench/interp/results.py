@@ -74,13 +74,15 @@ def heatmap(named: Named, *, rows: str, cols: str, title: str = "", colorscale: 
     Symmetric colour range around 0; e.g. `heatmap(result.effect.sel(pos=-1), rows="layer", cols="head")`.
     """
     if set(named.axes) != {rows, cols}:
-        raise ValueError(f"heatmap needs exactly the axes {rows!r} and {cols!r}, got {named.axes}; use sel or sum first")
+        raise ValueError(f"heatmap needs exactly the axes {rows!r} and {cols!r}, got {named.axes}; "
+                         "use sel or sum first")
     z = np.asarray(named.values)
     if named.axes.index(rows) != 0:
         z = z.T
     bound = float(np.nanmax(np.abs(z))) if z.size else 0.0
     labels = dict(zip(named.axes, named.labels, strict=True))
-    trace = {"type": "heatmap", "z": z.tolist(), "x": [str(l) for l in labels[cols]], "y": [str(l) for l in labels[rows]],
+    trace = {"type": "heatmap", "z": z.tolist(),
+             "x": [str(l) for l in labels[cols]], "y": [str(l) for l in labels[rows]],
              "colorscale": colorscale, "zmid": 0.0, "zmin": -bound, "zmax": bound}
     layout = {"title": {"text": title}, "xaxis": {"title": {"text": cols}, "type": "category"},
               "yaxis": {"title": {"text": rows}, "type": "category", "autorange": "reversed"}}

@@ -150,8 +150,9 @@ def _derangement(key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
 
 @eqx.filter_jit
 def _ablation(model, xs, metric, grid: SiteGrid, kind, key, chunk):
-    _, cache = _cache(model, xs, grid.names)
-    sources = {**ablation_sources(cache, kind, key), EMBED: _cache(model, xs, (EMBED,))[1][EMBED]}
+    _, cache = _cache(model, xs, (*grid.names, EMBED))
+    embed = cache.pop(EMBED)  # the "corrupted" baseline site is then the clean run; unused
+    sources = {**ablation_sources(cache, kind, key), EMBED: embed}
     patched, clean, _ = _sweep(model, xs, sources, grid.masks, metric, chunk)
     return patched, clean
 

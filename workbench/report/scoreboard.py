@@ -97,10 +97,10 @@ def scoreboard_markdown(groups: dict[str, Group], planned: list[Planned], skippe
     ]
     for r in table:
         if r["status"] == "not run":
-            lines.append(f"| {_cell(r['paper'])} | {_cell(r['claim'])} | | | | not run | | | `{r['command']}` |")
+            lines.append(f"| {_cell(r['paper'])} | {_cell(r['claim'])}: `{r['command']}` | | | | not run | | | |")
             continue
         status = "pass" if r["status"] == "pass" else "**MISS**"
-        claim = f"`{r['check']}`" + (f" · {_cell(r['claim'])}" if r["claim"] != r["check"] else "")
+        claim = (f"{_cell(r['claim'])} (`{r['check']}`)" if r["claim"] != r["check"] else f"`{r['check']}`")
         lines.append(f"| {_cell(r['paper'])} | {claim} | {r['target']} | {r['ours']} | {r['tolerance']} | {status} | "
                      f"{r['seeds']} | `{r['preset']}` | [{r['experiment']}]({r['link']}) |")
     if not table:

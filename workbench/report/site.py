@@ -59,7 +59,7 @@ def build_site(mkdocs_yml: Path, site: Path, docs: Path | None = None) -> Path:
     docs = Path(docs).resolve() if docs is not None else mkdocs_yml.parent / "docs"
     install_plotly_js(docs)
     install_mathjax(docs)
-    env = {**os.environ, "WB_DOCS_DIR": str(docs)}
+    env = {**os.environ, "WB_DOCS_DIR": str(docs), "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--clean", "-q",
                            "-f", str(mkdocs_yml), "-d", str(Path(site).resolve())],
                           capture_output=True, text=True, cwd=mkdocs_yml.parent, env=env)

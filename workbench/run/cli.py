@@ -120,8 +120,8 @@ def report(
     if preset not in runner.PRESETS:
         raise WorkbenchError(f"unknown preset {preset!r}", f"choose one of: {', '.join(runner.PRESETS)}")
     names = experiments.names()
-    planned = [Planned(n, runner.load_experiment(n).TITLE, runner.load_experiment(n).PAPER,
-                       runner.command_line(n, preset, seed_list, [])) for n in names]
+    modules = {n: runner.load_experiment(n) for n in names}
+    planned = [Planned(n, m.TITLE, m.PAPER, runner.command_line(n, preset, seed_list, [])) for n, m in modules.items()]
     if run_preset:
         _execute_notebooks(docs, runs, preset)
         _run_all(names, preset, seed_list, runs)
@@ -156,13 +156,17 @@ def _run_all(names: list[str], preset: str, seeds: list[int], runs: Path) -> Non
 
 def _execute_notebooks(docs: Path, runs: Path, preset: str) -> None:
     """Execute notebooks/*.py into docs/notebooks/*.ipynb; a failing notebook is reported and left out."""
+    import time
+
     from workbench.report import execute_notebook
 
     for source in sorted((REPO / "notebooks").glob("*.py")):
         target = docs / "notebooks" / f"{source.stem}.ipynb"
         print(f"notebook {source.name} ...", flush=True)
+        started = time.time()
         try:
             execute_notebook(source, target, runs, preset)
+            print(f"notebook {source.name}: executed ({time.time() - started:.0f} s)", flush=True)
         except WorkbenchError:
             raise
         except Exception as e:  # a cell's error: the notebook is left off the site, the report goes on

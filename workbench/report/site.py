@@ -60,11 +60,18 @@ def build_site(mkdocs_yml: Path, site: Path, docs: Path | None = None) -> Path:
     install_plotly_js(docs)
     install_mathjax(docs)
     env = {**os.environ, "WB_DOCS_DIR": str(docs), "NO_MKDOCS_2_WARNING": "1"}
+    site = Path(site).resolve()
+    staging = site.with_name(f".{site.name}.building")  # a failed build leaves the previous site in place
+    shutil.rmtree(staging, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--clean", "-q",
-                           "-f", str(mkdocs_yml), "-d", str(Path(site).resolve())],
+                           "-f", str(mkdocs_yml), "-d", str(staging)],
                           capture_output=True, text=True, cwd=mkdocs_yml.parent, env=env)
     if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
         errors = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line or "WARNING" in line]
         raise WorkbenchError(f"mkdocs build failed: {' / '.join(errors) or proc.stderr.strip()[-400:]}",
                              "fix the pages or settings named there (the build is strict)")
-    return Path(site).resolve() / "index.html"
+    if site.exists():
+        shutil.rmtree(site)
+    os.replace(staging, site)
+    return site / "index.html"

@@ -205,3 +205,16 @@ def test_pages_render_in_chromium_offline(browser, built):
     assert requests and all(u.startswith(base) or u.startswith(("data:", "blob:")) for u in requests), \
         [u for u in requests if not u.startswith((base, "data:", "blob:"))]
     assert {p.name for p in shots.glob("*.png")} >= {f"{n}.png" for n in pages}
+
+
+def test_wb_report_names_skipped_folders_and_lists_not_run_commands(built, tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.run.cli import app
+
+    result = CliRunner().invoke(app, ["report", "--runs", str(built["runs"]), "--docs", str(tmp_path / "docs"),
+                                      "--no-build", "--seeds", "0-1"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {built['broken']}" in result.output
+    board = (tmp_path / "docs" / "results" / "_scoreboard.md").read_text()
+    assert "`wb run scan-snap --preset quick --seeds 0-1`" in board and "(`loss_ratio_to_gd`)" in board

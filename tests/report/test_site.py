@@ -174,6 +174,7 @@ def _wait(driver, script: str, timeout: float = 30.0):
 
 FIGURES_DRAWN = ("const f = document.querySelectorAll('.wb-figure');"
                  "return [...f].every(d => d.querySelector('svg.main-svg'));")
+NOTEBOOK_DRAWN = (FIGURES_DRAWN[:-1] + " && document.querySelector('.jp-RenderedMarkdown mjx-container svg') !== null;")
 MATH_DRAWN = ("const m = document.querySelectorAll('.arithmatex');"
               "return m.length > 0 && [...m].every(e => e.querySelector('mjx-container svg'));")
 
@@ -181,7 +182,7 @@ MATH_DRAWN = ("const m = document.querySelectorAll('.arithmatex');"
 def test_pages_render_in_chromium_offline(browser, built):
     driver, base, shots = browser
     pages = {"scoreboard": ("/", None), "result-icl-gd": ("/results/icl-gd/", FIGURES_DRAWN),
-             "theory-lsa-gd": ("/theory/lsa-gd/", MATH_DRAWN), "notebook": ("/notebooks/demo/", FIGURES_DRAWN)}
+             "theory-lsa-gd": ("/theory/lsa-gd/", MATH_DRAWN), "notebook": ("/notebooks/demo/", NOTEBOOK_DRAWN)}
     requests, errors = [], []
     for name, (path, ready) in pages.items():
         driver.get(base + path)

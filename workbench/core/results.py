@@ -134,6 +134,7 @@ class GroupSummary:
     captions: dict[str, str] = dataclasses.field(default_factory=dict)
     runs: tuple[SeedSummary, ...] = ()
     analysed_at: float = 0.0
+    commit: str | None = None  # the git commit of the code that ran, when known
 
     @property
     def all_pass(self) -> bool:
@@ -147,6 +148,7 @@ class GroupSummary:
             "all_pass": self.all_pass, "markdown": self.markdown, "figures": list(self.figures),
             "captions": self.captions, "analysed_at": self.analysed_at,
             "runs": [{"seed": r.seed, "checks": [c.to_dict() for c in r.checks], "wall_s": r.wall_s} for r in self.runs],
+            **({"commit": self.commit} if self.commit else {}),
         }  # fmt: skip
 
     @classmethod
@@ -162,5 +164,5 @@ class GroupSummary:
             f("experiment"), f("title"), f("paper"), f("claim"), f("preset"), tuple(f("seeds")), f("config_hash"),
             dict(f("config")), f("command"), tuple(CheckSummary.from_dict(c) for c in f("checks")),
             data.get("markdown", ""), tuple(data.get("figures", ())), dict(data.get("captions", {})), runs,
-            float(data.get("analysed_at", 0.0)),
+            float(data.get("analysed_at", 0.0)), data.get("commit"),
         )

@@ -1,46 +1,33 @@
-"""Result pages for the mkdocs site, written from run folders (never from models)."""
+"""Site pages written from run folders (never from models): the scoreboard, one page per experiment,
+the results index and the performance page.
+
+Generated files (all under the docs folder, none tracked):
+`results/_scoreboard.md` (included by the home page), `results/index.md`, `results/<experiment>.md`,
+`performance.md`.
+"""
 
 import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workbench.core.io import read_json, write_bytes_atomic
+from workbench.core.io import write_bytes_atomic
+from workbench.core.results import CheckSummary
+
+from .scoreboard import Planned, fmt, scoreboard_markdown, target, tolerance
+from .summaries import Group, read_benchmarks, scan_runs
 
 
-def latest_groups(runs: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """For each experiment under `runs`, the most recently analysed group folder and its summary."""
-    found: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path in sorted(Path(runs).glob("*/*/summary.json")):
-        try:
-            summary = read_json(path)
-        except (OSError, ValueError):
-            continue
-        if "analysed_at" not in summary:
-            continue
-        name = summary["experiment"]
-        if name not in found or summary["analysed_at"] > found[name][1]["analysed_at"]:
-            found[name] = (path.parent, summary)
-    return found
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
-
-
-def checks_table(checks: list[dict[str, Any]], n_seeds: int) -> str:
+def checks_table(checks: Sequence[CheckSummary], n_seeds: int) -> str:
     lines = ["| check | paper | ours (mean ± std) | tolerance | seeds passing | pass |", "|---|---|---|---|---|---|"]
     for c in checks:
-        rule = f"≥ {_fmt(c['paper'] - c['tolerance'])}" if c.get("one_sided") else f"± {_fmt(c['tolerance'])}"
-        mark = "pass" if c["pass"] else "**MISS**"
-        lines.append(f"| `{c['name']}` | {_fmt(c['paper'])} | {_fmt(c['ours'])} ± {_fmt(c.get('spread', 0.0))} | "
-                     f"{rule} | {c.get('n_pass', int(c['pass']))}/{n_seeds} | {mark} |")
+        mark = "pass" if c.passed else "**MISS**"
+        lines.append(f"| `{c.name}` | {target(c.check)} | {fmt(c.check.ours)} ± {fmt(c.spread)} | "
+                     f"{tolerance(c.check)} | {c.n_pass}/{n_seeds} | {mark} |")
     lines.append("")
     for c in checks:
-        if c.get("description"):
-            lines.append(f"- `{c['name']}`: {c['description']}")
+        if c.check.description:
+            lines.append(f"- `{c.name}`: {c.check.description}")
     return "\n".join(lines)
 
 
@@ -51,50 +38,88 @@ def figure_html(name: str, figure: dict[str, Any]) -> str:
             f'<script type="application/json" class="wb-figure-data" data-target="wb-fig-{name}">{data}</script>')
 
 
-def result_page(group: Path, summary: dict[str, Any]) -> str:
-    seeds = summary["seeds"]
-    verdict = ("All checks pass." if summary["all_pass"]
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+
+
+def result_page(group: Group) -> str:
+    summary = group.summary
+    seeds = summary.seeds
+    verdict = ("All checks pass." if summary.all_pass
                else "**Not every check passes** — the table shows which numbers miss the paper and by how much.")
     parts = [
-        f"# {summary['title']}",
-        f"Reproduces {summary['paper']}.",
-        "## Claim", summary["claim"],
+        f"# {summary.title}",
+        f"Reproduces {summary.paper}.",
+        "## Claim", summary.claim,
         "## What we measured",
-        f"Preset `{summary['preset']}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
+        f"Preset `{summary.preset}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
         f"mean ± sample std over seeds. A check passes when the mean is within tolerance. {verdict}",
-        checks_table(summary["checks"], len(seeds)),
+        checks_table(summary.checks, len(seeds)),
         "## Figures",
     ]
-    for name in summary["figures"]:
-        figure = read_json(group / "figures" / f"{name}.json")
+    for name, figure in group.figures.items():
         parts.append(figure_html(name, figure))
-        if summary["captions"].get(name):
-            parts.append(f"*{summary['captions'][name]}*")
-    if summary.get("markdown"):
-        parts.append(summary["markdown"])
-    parts += ["## Reproduce", f"```bash\n{summary['command']}\nwb report\n```",
-              f"Config `{summary['config_hash']}`:",
-              "```json\n" + json.dumps(summary["config"], indent=1, sort_keys=True) + "\n```"]
+        if summary.captions.get(name):
+            parts.append(f"*{summary.captions[name]}*")
+    if summary.markdown:
+        parts.append(summary.markdown)
+    config = json.dumps(summary.config, indent=1, sort_keys=True)
+    parts += ["## Reproduce", f"```bash\n{summary.command}\nwb report\n```",
+              f'??? note "Config `{summary.config_hash}`"\n\n' + _indent(f"```json\n{config}\n```")]
     return "\n\n".join(parts) + "\n"
 
 
-def write_pages(runs: Path, docs: Path) -> list[Path]:
-    """Write `docs/results/<experiment>.md` for every analysed experiment and `docs/results/index.md`."""
-    results = Path(docs) / "results"
-    groups = latest_groups(runs)
-    written = []
-    rows = []
-    for name, (group, summary) in sorted(groups.items()):
-        page = results / f"{name}.md"
-        write_bytes_atomic(page, result_page(group, summary).encode())
-        written.append(page)
-        passed = sum(c["pass"] for c in summary["checks"])
-        rows.append(f"| [{summary['title']}]({name}.md) | `{summary['preset']}` | {len(summary['seeds'])} | "
-                    f"{passed}/{len(summary['checks'])} |")
-    if rows:
-        body = "| experiment | preset | seeds | checks passing |\n|---|---|---|---|\n" + "\n".join(rows)
-    else:
+def results_index(groups: dict[str, Group], runs: Path) -> str:
+    if not groups:
         body = f"No runs found under `{runs}` yet. Run `make report` (or `wb run icl-gd` then `wb report`)."
+    else:
+        rows = [f"| [{g.summary.title}]({name}.md) | `{g.summary.preset}` | {len(g.summary.seeds)} | "
+                f"{sum(c.passed for c in g.summary.checks)}/{len(g.summary.checks)} |"
+                for name, g in sorted(groups.items())]
+        body = "| experiment | preset | seeds | checks passing |\n|---|---|---|---|\n" + "\n".join(rows)
+    return f"# Results\n\nEach page is generated by `wb report` from run folders.\n\n{body}\n"
+
+
+def _machine(machine: dict[str, Any]) -> str:
+    return "\n".join(f"- {k}: `{', '.join(map(str, v)) if isinstance(v, list) else v}`" for k, v in machine.items())
+
+
+def performance_page(benchmarks: dict[str, dict[str, Any]], skipped: list[str], folder: Path) -> str:
+    parts = ["# Performance",
+             "Side-by-side timings from `benchmarks/`, written by `wb bench NAME --json` (`make bench` saves "
+             f"them to `{folder}/NAME.json`). Ratios are speed-ups of the workbench's way over the baseline "
+             "named in each label, measured on the machine listed with them."]
+    if not benchmarks:
+        parts.append(f"No benchmark results under `{folder}` yet: run `make bench`, then `wb report`.")
+    for name, record in sorted(benchmarks.items()):
+        ratios = "\n".join(f"| `{label}` | {fmt(value)} |" for label, value in record["ratios"].items())
+        results = json.dumps(record.get("results", []), indent=1)
+        parts += [f"## {name}", "Machine:", _machine(record["machine"]),
+                  f"| ratio | value |\n|---|---|\n{ratios}",
+                  '??? note "All measurements"\n\n' + _indent(f"```json\n{results}\n```")]
+    if skipped:
+        parts.append("!!! warning \"Benchmark files skipped (unreadable)\"\n\n" + "\n".join(f"    - `{s}`" for s in skipped))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_pages(runs: Path, docs: Path, *, planned: list[Planned] = (), benchmarks: Path | None = None,
+                commit: str | None = None) -> tuple[list[Path], list[str]]:
+    """Write the generated pages into `docs`; return them (index first, then one per experiment) and
+    the run folders or benchmark files skipped as unreadable, one line each."""
+    results = Path(docs) / "results"
+    groups, skipped = scan_runs(runs)
+    written = []
+    for name, group in sorted(groups.items()):
+        page = results / f"{name}.md"
+        write_bytes_atomic(page, result_page(group).encode())
+        written.append(page)
+    for stale in results.glob("*.md"):  # an experiment whose runs were removed loses its page
+        if stale.name not in {"index.md", "_scoreboard.md"} and stale not in written:
+            stale.unlink()
+    bench_folder = Path(benchmarks) if benchmarks is not None else Path(runs) / "benchmarks"
+    bench, bench_skipped = read_benchmarks(bench_folder)
+    write_bytes_atomic(results / "_scoreboard.md", scoreboard_markdown(groups, list(planned), skipped, commit).encode())
+    write_bytes_atomic(Path(docs) / "performance.md", performance_page(bench, bench_skipped, bench_folder).encode())
     index = results / "index.md"
-    write_bytes_atomic(index, f"# Results\n\nEach page is generated by `wb report` from run folders.\n\n{body}\n".encode())
-    return [index, *written]
+    write_bytes_atomic(index, results_index(groups, runs).encode())
+    return [index, *written], skipped + bench_skipped

@@ -112,19 +112,74 @@ def report(
     docs: Annotated[Path, typer.Option(help="mkdocs docs folder.")] = Path("docs"),
     site: Annotated[Path, typer.Option(help="Where to build the site.")] = Path("site"),
     build: Annotated[bool, typer.Option(help="Build the site after writing the pages.")] = True,
+    run_preset: Annotated[Optional[str], typer.Option(
+        "--run", help="First run this preset (quick | default | paper) of every experiment, reusing complete "
+                      "runs, and execute the notebooks.")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds for --run and for the commands of experiments not run.")] = "0-2",
+    bench: Annotated[Optional[Path], typer.Option(help="Folder of `wb bench NAME --json` outputs "
+                                                        "[default: RUNS/benchmarks].")] = None,
 ) -> None:
-    """Write docs/results/ from run folders and build the site (strict)."""
-    from workbench.report import build_site, write_pages
+    """Write the scoreboard and docs/results/ from run folders and build the site (strict)."""
+    from workbench.report import Planned, build_site, git_commit, write_pages
 
-    pages = write_pages(runs, docs)
-    for page in pages:
-        print(f"wrote {page}")
+    seed_list = runner.parse_seeds(seeds)
+    preset = run_preset or "quick"
+    if preset not in runner.PRESETS:
+        raise WorkbenchError(f"unknown preset {preset!r}", f"choose one of: {', '.join(runner.PRESETS)}")
+    names = experiments.names()
+    modules = {n: runner.load_experiment(n) for n in names}
+    planned = [Planned(n, e.title, e.paper, runner.command_line(n, preset, seed_list, [])) for n, e in modules.items()]
+    if run_preset:
+        _execute_notebooks(docs, runs, preset)
+        _run_all(names, preset, seed_list, runs)
+    pages, skipped = write_pages(runs, docs, planned=planned, benchmarks=bench, commit=git_commit(REPO))
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"wrote {docs / 'index.md'} (scoreboard) and {len(pages) - 1} result page(s) in {docs / 'results'}")
     if build:
-        index = build_site(docs.parent / "mkdocs.yml", site)
-        print(f"site built in {site}/")
+        home = build_site(docs.parent / "mkdocs.yml", site, docs)
+        print(f"site built in {site}/: open {home}")
         for page in pages[1:]:
-            print(f"open {index.parent / page.stem / 'index.html'}")
-        print(f"(all results: {index}; or serve it: python -m http.server -d {site})")
+            print(f"  {page.stem}: {site / 'results' / page.stem / 'index.html'}")
+        print(f"(or serve it: python -m http.server -d {site})")
+
+
+def _run_all(names: list[str], preset: str, seeds: list[int], runs: Path) -> None:
+    """Run every experiment at `preset`, one progress line each; a failure is reported and the rest go on."""
+    import time
+
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name}: {runner.command_line(name, preset, seeds, [])} ...", flush=True)
+        started = time.time()
+        try:
+            summary = runner.run_experiment(name, preset=preset, seeds=seeds, out=runs, vmap=True)
+        except (WorkbenchError, TrainingDiverged) as e:
+            print(f"[{i}/{len(names)}] {name}: failed ({e}); its claims show as not run", flush=True)
+            continue
+        passed = sum(c.passed for c in summary.checks)
+        print(f"[{i}/{len(names)}] {name}: {passed}/{len(summary.checks)} checks pass "
+              f"({time.time() - started:.0f} s)", flush=True)
+
+
+def _execute_notebooks(docs: Path, runs: Path, preset: str) -> None:
+    """Execute notebooks/*.py into docs/notebooks/*.ipynb; a failing notebook is reported and left out."""
+    import time
+
+    from workbench.report import execute_notebook
+
+    for source in sorted((REPO / "notebooks").glob("*.py")):
+        target = docs / "notebooks" / f"{source.stem}.ipynb"
+        print(f"notebook {source.name} ...", flush=True)
+        started = time.time()
+        try:
+            execute_notebook(source, target, runs, preset)
+            print(f"notebook {source.name}: executed ({time.time() - started:.0f} s)", flush=True)
+        except WorkbenchError:
+            raise
+        except Exception as e:  # a cell's error: the notebook is left off the site, the report goes on
+            target.unlink(missing_ok=True)
+            print(f"notebook {source.name}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                  flush=True)
 
 
 @app.command()

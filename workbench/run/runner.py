@@ -16,8 +16,10 @@ from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.io import read_json, write_json_atomic
 from workbench.core.results import GroupSummary, SeedSummary, aggregate_checks
 from workbench.experiments import Experiment, SeedRun
+from workbench.report import git_commit
 
 PRESETS = ("quick", "default", "paper")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_experiment(name: str) -> Experiment:
@@ -148,7 +150,7 @@ def analyse_group(experiment: Experiment, name: str, config: Any, preset: str, s
         seeds=tuple(seeds), config_hash=config_hash(config), config=config_to_dict(config),
         command=command_line(name, preset, seeds, overrides), checks=tuple(aggregate_checks([s.checks for s in seed_summaries])),
         markdown=analysis.markdown, figures=tuple(analysis.figures), captions=analysis.captions,
-        runs=tuple(seed_summaries), analysed_at=time.time(),
+        runs=tuple(seed_summaries), analysed_at=time.time(), commit=git_commit(REPO),
     )  # fmt: skip
     write_json_atomic(group / "summary.json", summary.to_dict())
     return summary

@@ -149,7 +149,7 @@ def test_path_patching_direct_path_to_the_logits(model, prompts):
                 _, c = run_with_cache(model, clean[i], [z, last])
                 _, k = run_with_cache(model, corrupted[i], [z])
                 delta = (k[z] - c[z])[:, head] @ model.blocks[layer].attn.W_O[head]
-                out = model.unembed(model.ln_final(c[last] + delta, NO_HOOKS, "ln_final."))
+                out = model.unembed(model.ln_final(c[last] + delta, NO_HOOKS, None, "ln_final"))
                 values.append(metric_at(metric, i)(out, model(clean[i])))
             expected[layer, head] = np.mean(values)
     np.testing.assert_allclose(result.patched.values, expected, rtol=1e-5)

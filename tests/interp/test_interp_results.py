@@ -6,7 +6,7 @@ import pytest
 
 from workbench.interp import KL, MSE, LogitDiff, Loss, Named, PatchResult, heatmap, layer_head_heatmap, site_grid
 from workbench.interp import pos_layer_heatmap, site_set
-from workbench.models import TransformerConfig, sites
+from workbench.models import Site, TransformerConfig, sites
 
 CONFIG = TransformerConfig(n_layers=2, d_model=8, n_heads=3, d_head=4, n_ctx=5, d_vocab=6)
 GRID_VALUES = jnp.arange(12.0).reshape(2, 3, 2)  # [layer, head, pos]
@@ -29,7 +29,7 @@ def test_site_grid_masks_are_one_hot_per_site():
     assert pattern.axes == ("layer", "head") and bool(pattern.masks[sites.attn(0, "pattern")][1, 1].all())
     resid = site_grid(CONFIG, "resid_pre", 5, by_pos=False)
     assert resid.axes == ("layer",) and bool(resid.masks[sites.resid_pre(1)][1].all())
-    union = site_set(CONFIG, 5, [("q", 1, 0, None), ("q", 1, 2, 4)])
+    union = site_set(CONFIG, 5, [Site(1, "q", head=0), Site(1, "q", head=2, position=4)])
     assert np.asarray(union[sites.attn(1, "q")]).sum() == 6
 
 

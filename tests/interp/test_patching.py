@@ -16,7 +16,7 @@ from workbench.interp import (
     Loss,
     site_set,
 )
-from workbench.models import Transformer, TransformerConfig, run_with_cache, run_with_hooks, sites
+from workbench.models import Site, Transformer, TransformerConfig, run_with_cache, run_with_hooks, sites
 from workbench.models._hooks import NO_HOOKS
 
 SEQ, BATCH = 6, 4
@@ -127,8 +127,8 @@ def test_path_patching_empty_senders_is_the_identity(model, prompts):
     clean, corrupted, metric = prompts
     empty = site_grid(CONFIG, "z", SEQ, by_pos=False)
     empty = eqx.tree_at(lambda g: g.masks, empty, {n: jnp.zeros_like(m) for n, m in empty.masks.items()})
-    receivers = site_set(CONFIG, SEQ, [("q", 1, 0, None), ("k", 1, 1, None), ("v", 1, None, None),
-                                       ("resid_post", 1, None, None)])
+    receivers = site_set(CONFIG, SEQ, [Site(1, "q", head=0), Site(1, "k", head=1), Site(1, "v"),
+                                       Site(1, "resid_post")])
     result = path_patching(model, clean, corrupted, metric, empty, receivers)
     np.testing.assert_allclose(result.patched.values, np.full((2, 2), result.clean), rtol=2e-6, atol=0)
 
@@ -137,7 +137,7 @@ def test_path_patching_direct_path_to_the_logits(model, prompts):
     """Sender head -> final residual stream: the clean run plus the head's change, and nothing else."""
     clean, corrupted, metric = prompts
     senders = site_grid(CONFIG, "z", SEQ, by_pos=False)
-    receivers = site_set(CONFIG, SEQ, [("resid_post", 1, None, None)])
+    receivers = site_set(CONFIG, SEQ, [Site(1, "resid_post")])
     result = path_patching(model, clean, corrupted, metric, senders, receivers)
     last = sites.resid_post(CONFIG.n_layers - 1)
     expected = np.zeros((2, 2))
@@ -197,4 +197,4 @@ def test_bad_input_is_named(model, prompts, z_grid):
     with pytest.raises(ValueError, match="resample ablation needs a key"):
         ablation(model, clean, metric, z_grid, "resample")
     with pytest.raises(ValueError, match="no head axis"):
-        site_set(CONFIG, SEQ, [("resid_pre", 0, 1, None)])
+        site_set(CONFIG, SEQ, [Site(0, "resid_pre", head=1)])

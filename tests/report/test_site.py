@@ -70,16 +70,16 @@ def built(quick_icl_gd, repo, tmp_path_factory):
 def test_scoreboard_rows_come_from_checks_and_the_experiments_package(built):
     board = (built["docs"] / "results" / "_scoreboard.md").read_text()
     summary = built["summary"]
-    for check in summary["checks"]:
-        assert f"`{check['name']}`" in board
-    passing = sum(c["pass"] for c in summary["checks"])
+    for check in summary.checks:
+        assert f"`{check.name}`" in board
+    passing = sum(c.passed for c in summary.checks)
     others = [p for p in planned() if p.name != "icl-gd"]
-    assert f"**{passing} passing · {len(summary['checks']) - passing} missing · {len(others)} not run**" in board
+    assert f"**{passing} passing · {len(summary.checks) - passing} missing · {len(others)} not run**" in board
     for p in others:
         assert f"| {p.title}: `{p.command}` | | | | not run | | | |" in board
-    assert "commit `abc1234`" in board
+    assert f"commit `{summary.commit}`" in board if summary.commit else "commit `abc1234`" in board
     html = built["home"].read_text()
-    assert html.count("<tr>") == len(summary["checks"]) + len(others) + 1  # + the header row
+    assert html.count("<tr>") == len(summary.checks) + len(others) + 1  # + the header row
     assert 'href="results/icl-gd/"' in html
 
 
@@ -106,11 +106,11 @@ def test_removing_the_run_folder_turns_its_rows_into_not_run(built, tmp_path):
 def test_result_page_has_figures_checks_command_and_config(built):
     summary = built["summary"]
     html = (built["site"] / "results" / "icl-gd" / "index.html").read_text()
-    assert html.count('class="wb-figure-data"') == len(summary["figures"]) >= 3
-    assert summary["command"] in (built["docs"] / "results" / "icl-gd.md").read_text()  # highlighted in the HTML
-    assert "<details" in html and summary["config_hash"] in html
-    for check in summary["checks"]:
-        assert check["name"] in html
+    assert html.count('class="wb-figure-data"') == len(summary.figures) >= 3
+    assert summary.command in (built["docs"] / "results" / "icl-gd.md").read_text()  # highlighted in the HTML
+    assert "<details" in html and summary.config_hash in html
+    for check in summary.checks:
+        assert check.name in html
 
 
 def test_site_ships_its_assets_and_references_nothing_outside(built):

@@ -1,71 +1,41 @@
-"""Site addressing for the instruments: (component, layer, head, position) -> hook name and mask.
+"""Site addressing for the instruments: `workbench.models.Site` values as masks.
 
 Every instrument addresses activations through this module only. A site is a component at a layer,
-optionally narrowed to one head and/or one (query) position; its mask is a boolean array that
-broadcasts against the hook's value, so patching is `jnp.where(mask, source, value)`.
+optionally narrowed to one head and/or one (query) position (`Site(1, "z", head=0, position=3)`);
+its mask is a boolean array that broadcasts against the hook's value, so patching is
+`jnp.where(mask, source, value)`, and a batch of sites is a stack of masks passed to `vmap`.
 """
 
-from typing import Literal
+from collections.abc import Iterable
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool
 
-from workbench.models import TransformerConfig, sites
+from workbench.models import Site, TransformerConfig, sites
+from workbench.models.sites import Component
 
-Component = Literal[
-    "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
-    "q", "k", "v", "z", "result", "attn_scores", "pattern", "mlp_pre", "mlp_post",
-]
-_RESID = {"resid_pre": sites.resid_pre, "resid_mid": sites.resid_mid, "resid_post": sites.resid_post,
-          "attn_out": sites.attn_out, "mlp_out": sites.mlp_out}
-_SEQ_HEAD = ("q", "k", "v", "z", "result")  # values [seq, head, d]
-_HEAD_SEQ = ("attn_scores", "pattern")  # values [head, seq, kv]
 EMBED = sites.EMBED
-COMPONENTS: tuple[str, ...] = (*_RESID, *_SEQ_HEAD, *_HEAD_SEQ, "mlp_pre", "mlp_post")
+# The components an instrument patches: the block-level hook points (norm statistics excluded).
+COMPONENTS: tuple[str, ...] = tuple(
+    p.component for p in sites.HOOK_POINTS if p.stage == "block" and not p.component.startswith(("ln1", "ln2"))
+)
 
 
 def hook_name(component: Component, layer: int) -> str:
     """The TransformerLens hook name of `component` at `layer`."""
-    if component in _RESID:
-        return _RESID[component](layer)
-    if component in _SEQ_HEAD or component in _HEAD_SEQ:
-        return sites.attn(layer, component)  # type: ignore[arg-type]
-    if component in ("mlp_pre", "mlp_post"):
-        return sites.mlp(layer, component[4:])  # type: ignore[arg-type]
-    raise ValueError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
+    return Site(layer, component).name
 
 
 def has_heads(component: Component) -> bool:
-    return component in _SEQ_HEAD or component in _HEAD_SEQ
+    return component in sites.HEAD_COMPONENTS
 
 
-def mask_shape(config: TransformerConfig, component: Component, seq: int) -> tuple[int, ...]:
-    """The shape of a site mask: the hook's shape with its feature axis reduced to 1."""
-    if component in _SEQ_HEAD:
-        return (seq, config.n_heads, 1)
-    if component in _HEAD_SEQ:
-        return (config.n_heads, seq, 1)
-    return (seq, 1)
-
-
-def site_mask(
-    config: TransformerConfig, component: Component, seq: int, head: int | None = None, pos: int | None = None
-) -> np.ndarray:
-    """The boolean mask of one site (`head`/`pos` None: all heads/positions)."""
-    if head is not None and not has_heads(component):
-        raise ValueError(f"component {component!r} has no head axis; pass head=None")
-    mask = np.zeros(mask_shape(config, component, seq), bool)
-    heads = slice(None) if head is None else head
-    positions = slice(None) if pos is None else pos
-    if component in _SEQ_HEAD:
-        mask[positions, heads] = True
-    elif component in _HEAD_SEQ:
-        mask[heads, positions] = True
-    else:
-        mask[positions] = True
-    return mask
+def site_mask(site: Site, config: TransformerConfig, seq: int) -> np.ndarray:
+    """The boolean mask of `site` (its head and/or query position; all of them when unset), with the
+    hook's feature axis reduced to 1 so that it broadcasts against the value."""
+    return site.mask(config, seq).any(-1, keepdims=True)
 
 
 class SiteGrid(eqx.Module):
@@ -110,13 +80,14 @@ def site_grid(
     by_head = by_head and has_heads(component)
     heads = tuple(range(config.n_heads)) if by_head else (None,)
     positions = tuple(range(seq)) if by_pos else (None,)
-    cells = [(l, h, p) for l in layers for h in heads for p in positions]
+    cells = [Site(l, component, h, p) for l in layers for h in heads for p in positions]
+    shape = site_mask(cells[0].whole, config, seq).shape
     masks = {}
     for layer in layers:
-        stack = np.zeros((len(cells), *mask_shape(config, component, seq)), bool)
-        for i, (l, h, p) in enumerate(cells):
-            if l == layer:
-                stack[i] = site_mask(config, component, seq, h, p)
+        stack = np.zeros((len(cells), *shape), bool)
+        for i, site in enumerate(cells):
+            if site.layer == layer:
+                stack[i] = site_mask(site, config, seq)
         masks[hook_name(component, layer)] = jnp.asarray(stack)
     axes, labels = ["layer"], [layers]
     if by_head:
@@ -128,13 +99,13 @@ def site_grid(
     return SiteGrid(masks, tuple(axes), tuple(labels))
 
 
-def site_set(
-    config: TransformerConfig, seq: int, members: list[tuple[Component, int, int | None, int | None]]
-) -> dict[str, Bool[Array, "..."]]:
-    """One set of sites `(component, layer, head, pos)` as a mask per hook name (their union)."""
+def site_set(config: TransformerConfig, seq: int, members: Iterable[Site]) -> dict[str, Bool[Array, "..."]]:
+    """One set of `Site` values as a mask per hook name (their union)."""
     masks: dict[str, np.ndarray] = {}
-    for component, layer, head, pos in members:
-        name = hook_name(component, layer)
-        mask = site_mask(config, component, seq, head, pos)
+    for site in members:
+        if not isinstance(site, Site):
+            raise TypeError(f"site_set takes Site values, e.g. Site(1, 'q', head=0), got {site!r}")
+        name = site.name
+        mask = site_mask(site, config, seq)
         masks[name] = masks[name] | mask if name in masks else mask
     return {name: jnp.asarray(mask) for name, mask in masks.items()}

@@ -231,7 +231,7 @@ def path_patching(
     **Arguments:**
 
     - `senders`: a grid on component `"z"` (e.g. `site_grid(config, "z", seq, by_pos=False)`).
-    - `receivers`: one set of sites as masks per hook (`site_set(config, seq, [("q", 1, 0, None)])`);
+    - `receivers`: one set of sites as masks per hook (`site_set(config, seq, [Site(1, "q", head=0)])`);
       head inputs `q`/`k`/`v`, or the final residual stream for the direct path to the logits.
 
     **Returns:** a `PatchResult` over the sender grid.

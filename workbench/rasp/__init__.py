@@ -4,6 +4,7 @@ result carries the ground-truth circuit (which head or MLP computes which expres
 from . import library as library
 from .circuit import circuit_figure as circuit_figure
 from .compiler import CompiledProgram as CompiledProgram
+from .compiler import SampledValidationWarning as SampledValidationWarning
 from .compiler import agreement as agreement
 from .compiler import all_inputs as all_inputs
 from .compiler import compile_program as compile_program

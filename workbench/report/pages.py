@@ -7,20 +7,17 @@ from typing import Any
 
 from workbench.core.io import read_json, write_bytes_atomic
 
+from .folders import scan_groups
+
 
 def latest_groups(runs: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """For each experiment under `runs`, the most recently analysed group folder and its summary."""
+    """For each experiment under `runs`, the most recently analysed group folder and its summary
+    (malformed groups are left out: `folders.scan_groups` names them)."""
     found: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path in sorted(Path(runs).glob("*/*/summary.json")):
-        try:
-            summary = read_json(path)
-        except (OSError, ValueError):
-            continue
-        if "analysed_at" not in summary:
-            continue
+    for group, summary in scan_groups(runs)[0]:
         name = summary["experiment"]
         if name not in found or summary["analysed_at"] > found[name][1]["analysed_at"]:
-            found[name] = (path.parent, summary)
+            found[name] = (group, summary)
     return found
 
 

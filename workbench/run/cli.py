@@ -13,6 +13,7 @@ import click
 import typer
 
 from workbench import experiments
+from workbench.core.checks import check_rows_problem
 from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.io import read_json
 
@@ -54,16 +55,17 @@ def run(
     vmap: Annotated[bool, typer.Option("--vmap", help="Train all seeds at once with jax.vmap.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo seeds that are already complete.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary (with its checks) as JSON.")] = False,
+    max_seeds: Annotated[int, typer.Option("--max-seeds", help="Refuse more seeds than this.")] = runner.MAX_SEEDS,
 ) -> None:
     """Run (or resume) an experiment for some seeds and analyse them."""
-    seed_list = runner.parse_seeds(seeds)
+    seed_list = runner.parse_seeds(seeds, max_seeds)
     summary = runner.run_experiment(name, preset=preset, seeds=seed_list, overrides=set_ or [], out=out,
                                     vmap=vmap, force=force)
     if json_:
         print(json.dumps(summary, indent=2))
     else:
         _print_checks(summary)
-        print(f"run folder: {out / name / summary['config_hash']}")
+        print(f"run folder: {runner.group_dir(out, name, summary['config_hash'], vmap)}")
 
 
 def _print_checks(summary: dict) -> None:
@@ -91,6 +93,9 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (group or se
     except (OSError, ValueError, KeyError, TypeError):
         raise WorkbenchError(f"{run_dir} is not a workbench run folder (no readable summary.json)",
                              "pass a folder made by `wb run`, e.g. runs/icl-gd/<hash>") from None
+    problem = check_rows_problem(summary.get("checks", []))
+    if problem:
+        raise WorkbenchError(f"{path} is malformed: {problem}", f"rerun the experiment, or move {run_dir} away")
     status = summary.get("status", "analysed")
     print(f"experiment: {name}   config: {summary.get('config_hash')}   status: {status}")
     if summary.get("error"):
@@ -107,17 +112,22 @@ def report(
     build: Annotated[bool, typer.Option(help="Build the site after writing the pages.")] = True,
 ) -> None:
     """Write docs/results/ from run folders and build the site (strict)."""
-    from workbench.report import build_site, write_pages
+    from workbench.report import build_site, scan_groups, write_pages
 
     pages = write_pages(runs, docs)
     for page in pages:
         print(f"wrote {page}")
+    skipped = scan_groups(runs)[1]
+    for group, problem in skipped:  # one line each; the other groups' pages are written
+        print(f"error: skipped {group}: {problem} (rerun that experiment, or move the folder away)", file=sys.stderr)
     if build:
         index = build_site(docs.parent / "mkdocs.yml", site)
         print(f"site built in {site}/")
         for page in pages[1:]:
             print(f"open {index.parent / page.stem / 'index.html'}")
         print(f"(all results: {index}; or serve it: python -m http.server -d {site})")
+    if skipped:
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -21,12 +21,17 @@ def _umask() -> int:
     return mask
 
 
+def is_temp(path: Path) -> bool:
+    """Whether `path` is the temporary file of an atomic write (`.<name>.<random>.tmp`)."""
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX) and path.is_file()
+
+
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Delete the temporary files that killed atomic writes left anywhere under `folder`; return them."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if is_temp(p)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -18,7 +18,7 @@ from workbench import experiments
 from workbench.core import aggregate_checks, apply_overrides, config_hash, config_to_dict
 from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.config import dict_hash
-from workbench.core.io import read_json, remove_stale_temps, write_json_atomic
+from workbench.core.io import is_temp, read_json, remove_stale_temps, write_json_atomic
 
 PRESETS = ("quick", "default", "paper")
 MAX_SEEDS = 100  # a larger --seeds needs --max-seeds: each seed is a folder and a training run
@@ -104,7 +104,7 @@ def _owned(existing: dict[str, Any], record: dict[str, Any]) -> bool:
 def _check_seed_dir(seed_dir: Path, record: dict[str, Any], force: bool) -> None:
     """Refuse a seed folder that is not this run's (with `force`: one that `--force` may not delete)."""
     if force:
-        if seed_dir.exists():
+        if seed_dir.exists() and any(not is_temp(p) for p in seed_dir.iterdir()):
             try:
                 existing = read_json(seed_dir / "config.json")
             except (OSError, ValueError):
@@ -116,7 +116,7 @@ def _check_seed_dir(seed_dir: Path, record: dict[str, Any], force: bool) -> None
     if existing is not None:
         if not _owned(existing, record) or existing.get("seed") != record["seed"]:
             raise WorkbenchError(f"{seed_dir} holds a different run", "choose another --out or move that folder away")
-    elif seed_dir.exists() and any(seed_dir.iterdir()):
+    elif seed_dir.exists() and any(not is_temp(p) for p in seed_dir.iterdir()):  # a kill can leave a temp file
         raise WorkbenchError(f"{seed_dir} exists and is not a workbench run", "choose another --out or move it away")
 
 

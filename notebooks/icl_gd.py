@@ -31,7 +31,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from workbench.experiments import icl_gd
-from workbench.run.runner import run_experiment
+from workbench.run.runner import group_dir, run_experiment
 from workbench.tasks.predictors import gd
 from workbench.tasks.regression import best_gd_eta, predict_batch
 from workbench.theory import lsa_gd
@@ -42,10 +42,11 @@ SEEDS = [0]
 
 # %% [markdown]
 # ## Train (or reuse finished runs)
-# Runs live in `runs/icl-gd/<config-hash>/seed-<s>/`; a finished seed is not trained again.
+# Runs live in `runs/icl-gd/<config-hash>-vmap/seed-<s>/` (seeds vmapped, as `make report` trains
+# them); a finished seed is not trained again.
 
 # %%
-summary = run_experiment("icl-gd", preset=PRESET, seeds=SEEDS, out=RUNS)
+summary = run_experiment("icl-gd", preset=PRESET, seeds=SEEDS, out=RUNS, vmap=True)
 for c in summary.checks:
     print(f"{c.name:26s} paper {c.check.paper:.4g}  ours {c.check.ours:.4g}  tol {c.check.tolerance:.3g}  "
           f"{'pass' if c.passed else 'MISS'}")
@@ -54,7 +55,7 @@ for c in summary.checks:
 # ## The figures of the report page
 
 # %%
-group = RUNS / "icl-gd" / summary.config_hash
+group = group_dir(RUNS, "icl-gd", summary.config_hash, vmap=True)
 for name in summary.figures:
     pio.from_json((group / "figures" / f"{name}.json").read_text()).show()
 

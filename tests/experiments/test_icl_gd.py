@@ -1,4 +1,5 @@
 from workbench.experiments import icl_gd
+from workbench.run.runner import group_dir
 
 
 def test_quick_preset_passes_its_checks(quick_icl_gd):
@@ -11,7 +12,8 @@ def test_quick_preset_passes_its_checks(quick_icl_gd):
 
 def test_group_folder_has_figures_and_seed_folders(quick_icl_gd):
     runs, summary = quick_icl_gd
-    group = runs / "icl-gd" / summary.config_hash
+    group = group_dir(runs, "icl-gd", summary.config_hash, vmap=True)
+    assert summary.vmap and "--vmap" in summary.command
     assert sorted(p.name for p in group.glob("seed-*")) == ["seed-0", "seed-1"]
     assert {p.stem for p in (group / "figures").glob("*.json")} == set(summary.figures)
     for seed in ("seed-0", "seed-1"):

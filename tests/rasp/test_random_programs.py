@@ -3,6 +3,8 @@ agrees with the interpreter on every input (no silent miscompiles)."""
 
 import random
 
+import pytest
+
 from workbench.rasp import (
     Aggregate,
     Comparison,
@@ -110,3 +112,32 @@ def test_random_programs_compile_exactly_or_fail_validation():
         compiled += 1
     assert compiled >= N_PROGRAMS // 2, (compiled, rejected)
     assert rejected >= 1, (compiled, rejected)
+
+
+def exact_past_the_old_budget(seed: int, vocab: tuple, max_seq_len: int, n_programs: int) -> int:
+    """Compile random programs; each compiled one must be validated on every input and agree on all of them."""
+    rng = random.Random(seed)
+    total = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
+    compiled = 0
+    for i in range(n_programs):
+        program = Builder(rng).program(rng.randint(2, 5))
+        try:
+            c = compile_program(program, vocab, max_seq_len)
+        except CompileError:
+            continue
+        assert c.exhaustive and c.n_inputs == total, c.validation
+        result = agreement(c)
+        assert result.n_agree == result.n_inputs == total, f"program {i}:\n{listing(program)}\n{result.mismatches}"
+        compiled += 1
+    return compiled
+
+
+def test_random_programs_past_the_old_budget_are_exact():
+    """Vocabulary 5, length 5: 3,905 inputs, past the old sampling threshold of 2,000."""
+    assert exact_past_the_old_budget(99, (0, 1, 2, 3, 4), 5, 8) >= 3
+
+
+@pytest.mark.slow
+def test_many_random_programs_past_the_old_budget_are_exact():
+    """Vocabulary 6, length 5: 9,330 inputs, 24 programs."""
+    assert exact_past_the_old_budget(7, (0, 1, 2, 3, 4, 5), 5, 24) >= 8

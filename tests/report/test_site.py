@@ -215,7 +215,7 @@ def test_wb_report_names_skipped_folders_and_lists_not_run_commands(built, tmp_p
 
     result = CliRunner().invoke(app, ["report", "--runs", str(built["runs"]), "--docs", str(tmp_path / "docs"),
                                       "--no-build", "--seeds", "0-1"])
-    assert result.exit_code == 0, result.output
-    assert f"skipped {built['broken']}" in result.output
+    assert result.exit_code == 2, result.output  # the good pages are written, the site built, the bad folder named
+    assert f"error: skipped {built['broken']}" in result.output
     board = (tmp_path / "docs" / "results" / "_scoreboard.md").read_text()
-    assert "`wb run scan-snap --preset quick --seeds 0-1`" in board and "(`loss_ratio_to_gd`)" in board
+    assert "`wb run scan-snap --preset quick --seeds 0-1 --vmap`" in board and "(`loss_ratio_to_gd`)" in board

@@ -96,7 +96,7 @@ def test_divergence_marks_the_run_failed(capsys, monkeypatch, tmp_path):
                       capsys, monkeypatch)
     assert code == 1 and "diverged" in err and "Traceback" not in err
     summary = json.loads(next(tmp_path.rglob("seed-0/summary.json")).read_text())
-    assert summary["status"] == "failed" and "last good checkpoint" in summary["error"]
+    assert summary["status"] == "failed" and "no checkpoint was written yet" in summary["error"]
 
 
 def test_list_names_the_experiment(capsys, monkeypatch):

@@ -47,3 +47,28 @@ class Check:
             raise ValueError(f"a check lacks the field {e.args[0]!r}") from None
         except (TypeError, ValueError):
             raise ValueError(f"a check has a non-numeric paper/ours/tolerance: {data!r}") from None
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+CHECK_FIELDS = {"name": lambda x: isinstance(x, str), "paper": _is_number, "ours": _is_number,
+                "tolerance": _is_number, "pass": lambda x: isinstance(x, bool)}
+
+
+def check_rows_problem(checks: Any) -> str | None:
+    """What is wrong with a `checks` list read from a `summary.json` (None if every row is well formed)."""
+    if not isinstance(checks, list):
+        return f"'checks' is {type(checks).__name__}, not a list"
+    for i, row in enumerate(checks):
+        if not isinstance(row, dict):
+            return f"check {i} is not an object"
+        for field, ok in CHECK_FIELDS.items():
+            if field not in row:
+                return f"check {i} ({row.get('name', '?')}) lacks '{field}'"
+            if not ok(row[field]):
+                return f"check {i} ({row.get('name', '?')}) has a malformed '{field}': {row[field]!r}"
+        if "spread" in row and not _is_number(row["spread"]):
+            return f"check {i} ({row['name']}) has a malformed 'spread': {row['spread']!r}"
+    return None

@@ -17,7 +17,12 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_hash(config: Any, length: int = 10) -> str:
     """A stable short hash of the config's JSON (sorted keys)."""
-    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return dict_hash(config_to_dict(config), length)
+
+
+def dict_hash(config: dict[str, Any], length: int = 10) -> str:
+    """`config_hash` of a config already turned into a dict (e.g. read back from `config.json`)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

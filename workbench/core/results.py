@@ -95,10 +95,11 @@ class SeedSummary:
     checks: tuple[Check, ...] = ()
     wall_s: float | None = None
     error: str | None = None
+    vmap: bool = False  # trained in a vmapped group
 
     def to_dict(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "config_hash": self.config_hash, "config": self.config,
-               "seed": self.seed, "status": self.status}
+               "vmap": self.vmap, "seed": self.seed, "status": self.status}
         if self.status == "complete":
             out.update(preset=self.preset, checks=[c.to_dict() for c in self.checks], wall_s=self.wall_s)
         if self.error is not None:
@@ -112,6 +113,7 @@ class SeedSummary:
             _field(data, "experiment", what), _field(data, "config_hash", what), dict(data.get("config", {})),
             int(_field(data, "seed", what)), _field(data, "status", what), data.get("preset"),
             tuple(Check.from_dict(c) for c in data.get("checks", ())), data.get("wall_s"), data.get("error"),
+            bool(data.get("vmap", False)),
         )
 
 
@@ -135,6 +137,7 @@ class GroupSummary:
     runs: tuple[SeedSummary, ...] = ()
     analysed_at: float = 0.0
     commit: str | None = None  # the git commit of the code that ran, when known
+    vmap: bool = False  # the seeds were trained as one vmapped program
 
     @property
     def all_pass(self) -> bool:
@@ -144,7 +147,7 @@ class GroupSummary:
         return {
             "experiment": self.experiment, "title": self.title, "paper": self.paper, "claim": self.claim,
             "preset": self.preset, "seeds": list(self.seeds), "config_hash": self.config_hash,
-            "config": self.config, "command": self.command, "checks": [c.to_dict() for c in self.checks],
+            "config": self.config, "vmap": self.vmap, "command": self.command, "checks": [c.to_dict() for c in self.checks],
             "all_pass": self.all_pass, "markdown": self.markdown, "figures": list(self.figures),
             "captions": self.captions, "analysed_at": self.analysed_at,
             "runs": [{"seed": r.seed, "checks": [c.to_dict() for c in r.checks], "wall_s": r.wall_s} for r in self.runs],
@@ -164,5 +167,5 @@ class GroupSummary:
             f("experiment"), f("title"), f("paper"), f("claim"), f("preset"), tuple(f("seeds")), f("config_hash"),
             dict(f("config")), f("command"), tuple(CheckSummary.from_dict(c) for c in f("checks")),
             data.get("markdown", ""), tuple(data.get("figures", ())), dict(data.get("captions", {})), runs,
-            float(data.get("analysed_at", 0.0)), data.get("commit"),
+            float(data.get("analysed_at", 0.0)), data.get("commit"), bool(data.get("vmap", False)),
         )

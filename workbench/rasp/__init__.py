@@ -4,6 +4,7 @@ which expression, and which reads which)."""
 
 from . import library as library
 from .compiler import CompiledProgram as CompiledProgram
+from .compiler import SampledValidationWarning as SampledValidationWarning
 from .compiler import agreement as agreement
 from .compiler import all_inputs as all_inputs
 from .compiler import compile_program as compile_program

@@ -56,16 +56,17 @@ def run(
     vmap: Annotated[bool, typer.Option("--vmap", help="Train all seeds at once with jax.vmap.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo seeds that are already complete.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary (with its checks) as JSON.")] = False,
+    max_seeds: Annotated[int, typer.Option("--max-seeds", help="Refuse more seeds than this.")] = runner.MAX_SEEDS,
 ) -> None:
     """Run (or resume) an experiment for some seeds and analyse them."""
-    seed_list = runner.parse_seeds(seeds)
+    seed_list = runner.parse_seeds(seeds, max_seeds)
     summary = runner.run_experiment(name, preset=preset, seeds=seed_list, overrides=set_ or [], out=out,
                                     vmap=vmap, force=force)
     if json_:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         _print_checks(summary.experiment, summary.checks)
-        print(f"run folder: {out / name / summary.config_hash}")
+        print(f"run folder: {runner.group_dir(out, name, summary.config_hash, vmap)}")
 
 
 def _print_checks(experiment: str, checks: Sequence[CheckSummary | Check]) -> None:
@@ -128,13 +129,14 @@ def report(
         raise WorkbenchError(f"unknown preset {preset!r}", f"choose one of: {', '.join(runner.PRESETS)}")
     names = experiments.names()
     modules = {n: runner.load_experiment(n) for n in names}
-    planned = [Planned(n, e.title, e.paper, runner.command_line(n, preset, seed_list, [])) for n, e in modules.items()]
+    planned = [Planned(n, e.title, e.paper, runner.command_line(n, preset, seed_list, [], vmap=True))
+               for n, e in modules.items()]
     if run_preset:
         _execute_notebooks(docs, runs, preset)
         _run_all(names, preset, seed_list, runs)
     pages, skipped = write_pages(runs, docs, planned=planned, benchmarks=bench, commit=git_commit(REPO))
-    for line in skipped:
-        print(f"skipped {line}", file=sys.stderr)
+    for line in skipped:  # one line each; the other groups' pages are written and the site is built
+        print(f"error: skipped {line} (rerun that experiment, or move the folder away)", file=sys.stderr)
     print(f"wrote {docs / 'index.md'} (scoreboard) and {len(pages) - 1} result page(s) in {docs / 'results'}")
     if build:
         home = build_site(docs.parent / "mkdocs.yml", site, docs)
@@ -142,6 +144,8 @@ def report(
         for page in pages[1:]:
             print(f"  {page.stem}: {site / 'results' / page.stem / 'index.html'}")
         print(f"(or serve it: python -m http.server -d {site})")
+    if skipped:
+        raise typer.Exit(2)
 
 
 def _run_all(names: list[str], preset: str, seeds: list[int], runs: Path) -> None:
@@ -149,7 +153,7 @@ def _run_all(names: list[str], preset: str, seeds: list[int], runs: Path) -> Non
     import time
 
     for i, name in enumerate(names, 1):
-        print(f"[{i}/{len(names)}] {name}: {runner.command_line(name, preset, seeds, [])} ...", flush=True)
+        print(f"[{i}/{len(names)}] {name}: {runner.command_line(name, preset, seeds, [], vmap=True)} ...", flush=True)
         started = time.time()
         try:
             summary = runner.run_experiment(name, preset=preset, seeds=seeds, out=runs, vmap=True)

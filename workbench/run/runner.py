@@ -1,10 +1,12 @@
 """Run experiments into run folders: `<out>/<experiment>/<config-hash>/seed-<s>/`.
 
-Each seed folder holds `config.json`, `metrics.jsonl`, `checkpoints/`, `summary.json` (status and
+A group trained with `vmap` lives in `<config-hash>-vmap/`: vmapped seeds differ from sequential ones
+by float32 rounding, so the two are different runs. Each seed folder holds `config.json`, `metrics.jsonl`, `checkpoints/`, `summary.json` (status and
 checks) and whatever the experiment writes. The group folder `<config-hash>/` holds the analysis
 over seeds: `analysis.json`, `summary.json` (aggregated checks) and `figures/*.json` (plotly).
 """
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -13,12 +15,14 @@ from typing import Any
 from workbench import experiments
 from workbench.core import apply_overrides, config_hash, config_to_dict
 from workbench.core.errors import TrainingDiverged, WorkbenchError
-from workbench.core.io import read_json, write_json_atomic
+from workbench.core.config import dict_hash
+from workbench.core.io import is_temp, read_json, remove_stale_temps, write_json_atomic
 from workbench.core.results import GroupSummary, SeedSummary, aggregate_checks
 from workbench.experiments import Experiment, SeedRun
 from workbench.report import git_commit
 
 PRESETS = ("quick", "default", "paper")
+MAX_SEEDS = 100  # a larger --seeds needs --max-seeds: each seed is a folder and a training run
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,9 +33,9 @@ def load_experiment(name: str) -> Experiment:
         raise WorkbenchError(f"unknown experiment {name!r}", f"choose one of: {', '.join(experiments.names())}") from None
 
 
-def parse_seeds(text: str) -> list[int]:
-    """`"0-4"` -> [0, 1, 2, 3, 4]; `"1,3,7"` and `"2"` also work."""
-    seeds: list[int] = []
+def parse_seeds(text: str, max_seeds: int = MAX_SEEDS) -> list[int]:
+    """`"0-4"` -> [0, 1, 2, 3, 4]; `"1,3,7"` and `"2"` also work. More than `max_seeds` is refused."""
+    ranges: list[range] = []
     try:
         for part in text.split(","):
             part = part.strip()
@@ -39,11 +43,16 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = (int(x) for x in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                seeds.extend(range(lo, hi + 1))
+                ranges.append(range(lo, hi + 1))
             else:
-                seeds.append(int(part))
+                ranges.append(range(int(part), int(part) + 1))
     except ValueError:
         raise WorkbenchError(f"bad seed range {text!r}", "write e.g. --seeds 0-4 or --seeds 0,3,7") from None
+    count = sum(len(r) for r in ranges)
+    if count > max_seeds:
+        raise WorkbenchError(f"--seeds {text} asks for {count} seeds, more than the limit of {max_seeds}",
+                             f"pass --max-seeds {count} to allow it")
+    seeds = [s for r in ranges for s in r]
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise WorkbenchError(f"bad seed range {text!r}: seeds must be distinct and >= 0", "write e.g. --seeds 0-4")
     return seeds
@@ -58,32 +67,81 @@ def make_config(experiment: Experiment, preset: str, overrides: list[str]) -> An
         raise WorkbenchError(f"--set: {e}") from None
 
 
-def _prepare_seed_dir(seed_dir: Path, record: dict[str, Any]) -> None:
+def group_dir(out: Path, name: str, digest: str, vmap: bool) -> Path:
+    """The folder of a group of seeds: `<out>/<name>/<digest>`, `-vmap` appended for a vmapped group."""
+    return Path(out) / name / (f"{digest}-vmap" if vmap else digest)
+
+
+def _check_out(group: Path) -> None:
+    """Create the group folder, or say in one line why `--out` cannot hold it."""
+    try:
+        group.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkbenchError(f"cannot create the run folder {group}: {e.strerror or e}",
+                             "pass --out a folder you can write to") from None
+    if not os.access(group, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"cannot write to the run folder {group}", "pass --out a folder you can write to")
+
+
+def _read_record(seed_dir: Path) -> dict[str, Any] | None:
+    """The seed folder's `config.json` (None if it has none); refused if unreadable or hand-edited."""
     config_path = seed_dir / "config.json"
-    if config_path.exists():
-        try:
-            existing = read_json(config_path)
-        except (OSError, ValueError):
-            raise WorkbenchError(f"{config_path} is unreadable", f"move {seed_dir} away or rerun with --force") from None
-        if existing.get("config_hash") != record["config_hash"] or existing.get("experiment") != record["experiment"]:
+    if not config_path.exists():
+        return None
+    try:
+        existing = read_json(config_path)
+        recorded, digest = existing["config_hash"], dict_hash(existing["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise WorkbenchError(f"{config_path} is unreadable", f"move {seed_dir} away or rerun with --force") from None
+    if recorded != digest:
+        raise WorkbenchError(f"{config_path} was edited: its config hashes to {digest}, not to the {recorded} it "
+                             "records", f"restore it, or move {seed_dir} away, or rerun with --force")
+    return existing
+
+
+def _owned(existing: dict[str, Any], record: dict[str, Any]) -> bool:
+    return all(existing.get(k, False) == record[k] for k in ("experiment", "config_hash", "vmap"))
+
+
+def _check_seed_dir(seed_dir: Path, record: dict[str, Any], force: bool) -> None:
+    """Refuse a seed folder that is not this run's (with `force`: one that `--force` may not delete)."""
+    if force:
+        if seed_dir.exists() and any(not is_temp(p) for p in seed_dir.iterdir()):
+            try:
+                existing = read_json(seed_dir / "config.json")
+            except (OSError, ValueError):
+                existing = None
+            if not isinstance(existing, dict) or not _owned(existing, record):
+                raise WorkbenchError(f"{seed_dir} holds a different run", "choose another --out or move that folder away")
+        return
+    existing = _read_record(seed_dir)
+    if existing is not None:
+        if not _owned(existing, record) or existing.get("seed") != record["seed"]:
             raise WorkbenchError(f"{seed_dir} holds a different run", "choose another --out or move that folder away")
-    elif seed_dir.exists() and any(seed_dir.iterdir()):
+    elif seed_dir.exists() and any(not is_temp(p) for p in seed_dir.iterdir()):  # a kill can leave a temp file
         raise WorkbenchError(f"{seed_dir} exists and is not a workbench run", "choose another --out or move it away")
-    else:
-        write_json_atomic(config_path, record)
+
+
+def _prepare_seed_dir(seed_dir: Path, record: dict[str, Any], force: bool) -> None:
+    if force and seed_dir.exists():
+        shutil.rmtree(seed_dir)  # `_check_seed_dir` made sure it is a folder of this run
+    if not (seed_dir / "config.json").exists():
+        write_json_atomic(seed_dir / "config.json", record)
 
 
 def _status(seed_dir: Path) -> str | None:
     try:
-        return read_json(seed_dir / "summary.json").get("status")
+        summary = read_json(seed_dir / "summary.json")
     except (OSError, ValueError):
         return None
+    return summary.get("status") if isinstance(summary, dict) else None
 
 
-def command_line(name: str, preset: str, seeds: list[int], overrides: list[str]) -> str:
+def command_line(name: str, preset: str, seeds: list[int], overrides: list[str], vmap: bool = False) -> str:
     seed_text = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
     sets = "".join(f" --set {o}" for o in overrides)
-    return f"wb run {name} --preset {preset} --seeds {seed_text}{sets}"
+    limit = f" --max-seeds {len(seeds)}" if len(seeds) > MAX_SEEDS else ""
+    return f"wb run {name} --preset {preset} --seeds {seed_text}{limit}{' --vmap' if vmap else ''}{sets}"
 
 
 def run_experiment(name: str, *, preset: str = "quick", seeds: list[int] | None = None,
@@ -95,22 +153,24 @@ def run_experiment(name: str, *, preset: str = "quick", seeds: list[int] | None 
     overrides = list(overrides or [])
     config = make_config(experiment, preset, overrides)
     digest = config_hash(config)
-    group = Path(out) / name / digest
-    record = {"experiment": name, "config_hash": digest, "config": config_to_dict(config)}
+    group = group_dir(out, name, digest, vmap)
+    record = {"experiment": name, "config_hash": digest, "config": config_to_dict(config), "vmap": vmap}
     runs = [SeedRun(s, group / f"seed-{s}") for s in seeds]
+    for run in runs:  # every seed folder is checked before anything is written
+        _check_seed_dir(run.dir, {**record, "seed": run.seed}, force)
+    _check_out(group)
+    remove_stale_temps(group)  # what a killed atomic write left behind
     for run in runs:
-        if force and run.dir.exists():
-            _prepare_seed_dir(run.dir, record)  # refuse to delete a folder that is not ours
-            shutil.rmtree(run.dir)
-        _prepare_seed_dir(run.dir, {**record, "seed": run.seed})
+        _prepare_seed_dir(run.dir, {**record, "seed": run.seed}, force)
     todo = [run for run in runs if _status(run.dir) != "complete"]
     if todo:
         _run_seeds(experiment, config, preset, todo, record, vmap=vmap)
-    return analyse_group(experiment, name, config, preset, seeds, overrides, group)
+    return analyse_group(experiment, name, config, preset, seeds, overrides, group, vmap=vmap)
 
 
 def _seed_summary(record: dict[str, Any], run: SeedRun, status: str, **fields: Any) -> SeedSummary:
-    return SeedSummary(record["experiment"], record["config_hash"], record["config"], run.seed, status, **fields)
+    return SeedSummary(record["experiment"], record["config_hash"], record["config"], run.seed, status,
+                       vmap=record["vmap"], **fields)
 
 
 def _run_seeds(experiment: Experiment, config: Any, preset: str, todo: list[SeedRun], record: dict[str, Any], *,
@@ -138,7 +198,7 @@ def _run_seeds(experiment: Experiment, config: Any, preset: str, todo: list[Seed
 
 
 def analyse_group(experiment: Experiment, name: str, config: Any, preset: str, seeds: list[int],
-                  overrides: list[str], group: Path) -> GroupSummary:
+                  overrides: list[str], group: Path, *, vmap: bool = False) -> GroupSummary:
     """Analyse a group whose seeds are complete; write its figures and `summary.json`."""
     runs = [SeedRun(s, group / f"seed-{s}") for s in seeds]
     seed_summaries = [SeedSummary.from_dict(read_json(run.dir / "summary.json")) for run in runs]
@@ -148,9 +208,10 @@ def analyse_group(experiment: Experiment, name: str, config: Any, preset: str, s
     summary = GroupSummary(
         experiment=name, title=experiment.title, paper=experiment.paper, claim=experiment.claim, preset=preset,
         seeds=tuple(seeds), config_hash=config_hash(config), config=config_to_dict(config),
-        command=command_line(name, preset, seeds, overrides), checks=tuple(aggregate_checks([s.checks for s in seed_summaries])),
+        command=command_line(name, preset, seeds, overrides, vmap),
+        checks=tuple(aggregate_checks([s.checks for s in seed_summaries])),
         markdown=analysis.markdown, figures=tuple(analysis.figures), captions=analysis.captions,
-        runs=tuple(seed_summaries), analysed_at=time.time(), commit=git_commit(REPO),
+        runs=tuple(seed_summaries), analysed_at=time.time(), commit=git_commit(REPO), vmap=vmap,
     )  # fmt: skip
     write_json_atomic(group / "summary.json", summary.to_dict())
     return summary

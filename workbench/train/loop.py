@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from workbench.core.errors import TrainingDiverged, WorkbenchError
-from workbench.core.io import MetricsLog
+from workbench.core.io import MetricsLog, remove_stale_temps
 
 from . import checkpoint
 
@@ -88,6 +88,11 @@ def _resume_step(run_dirs: list[Path]) -> int:
     return max(common, default=0)
 
 
+def _last_good(run_dirs: list[Path]) -> str:
+    last = _resume_step(run_dirs)
+    return f"last good checkpoint is step {last}" if last else "no checkpoint was written yet, so a rerun starts this seed from step 0"
+
+
 def train(
     models: Any,
     optimizer: optax.GradientTransformation,
@@ -112,15 +117,18 @@ def train(
     if schedule.steps < 1:
         raise WorkbenchError(f"steps must be >= 1, got {schedule.steps}", "e.g. --set steps=1000")
     opt_states = eqx.filter_vmap(lambda m: optimizer.init(eqx.filter(m, eqx.is_array)))(models)
+    for d in run_dirs:  # what a kill during an atomic write or a checkpoint save left behind
+        remove_stale_temps(Path(d))
+        checkpoint.prune(Path(d))
     logs = [MetricsLog(Path(d) / "metrics.jsonl") for d in run_dirs]
     start = _resume_step(run_dirs)
     if start:
         like = (unstack(models, 0), unstack(opt_states, 0))
-        trees = [checkpoint.load(d, start, like) for d in run_dirs]
+        trees = [checkpoint.load(d, start, like, {"seed": s}) for d, s in zip(run_dirs, seeds)]
         models = stack([t[0] for t in trees])
         opt_states = stack([t[1] for t in trees])
-    for log in logs:
-        log.truncate_after(start)
+    for log in logs:  # from step 0 the step-0 evaluation is logged again, so nothing is kept
+        log.truncate_after(start if start else -1)
     step_fn = make_step(loss_fn, optimizer, sample)
     evaluate = eqx.filter_jit(eqx.filter_vmap(eval_fn))
 
@@ -141,10 +149,9 @@ def train(
             step = t + 1
             if not np.all(np.isfinite(losses)):
                 bad = [s for s, ok in zip(seeds, np.isfinite(losses)) if not ok]
-                last = _resume_step(run_dirs)
                 raise TrainingDiverged(
                     f"loss became {losses[~np.isfinite(losses)][0]} at step {step} for seed(s) {bad}; "
-                    f"last good checkpoint is step {last}",
+                    f"{_last_good(run_dirs)}",
                     step, bad,
                 )
             is_log = step % schedule.log_every == 0 or step == schedule.steps
@@ -163,9 +170,3 @@ def train(
         progress.close()
     return models
 
-
-def load_final(run_dirs: list[Path], like_models: Any, optimizer: optax.GradientTransformation, steps: int) -> Any:
-    """The trained stack from each run's final checkpoint (for analysing finished runs)."""
-    like_opt = optimizer.init(eqx.filter(unstack(like_models, 0), eqx.is_array))
-    trees = [checkpoint.load(d, steps, (unstack(like_models, 0), like_opt)) for d in run_dirs]
-    return stack([t[0] for t in trees])

@@ -191,7 +191,7 @@ def test_pages_render_in_chromium_offline(browser, built):
             assert _wait(driver, ready), f"{path}: not drawn ({ready})"
         if name == "result-icl-gd":
             n = driver.execute_script("return document.querySelectorAll('.wb-figure svg.main-svg').length")
-            assert n >= len(built["summary"]["figures"])
+            assert n >= len(built["summary"].figures)
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1280, min(max(height, 800), 6000))
         driver.save_screenshot(str(shots / f"{name}.png"))

@@ -26,7 +26,10 @@ def test_sample_inputs_draws_from_the_named_stream():
 
 def test_the_compiler_validates_on_sampled_inputs_when_the_space_is_large():
     inputs, described = validation_inputs(VOCAB, 6, 100, seed=2)
-    assert described.startswith("sampled: 100 random inputs")
-    assert inputs == sample_inputs(VOCAB, 6, 100, 2)
+    assert described.startswith("validated on a sample of 100 of ")
+    assert len(set(inputs)) == 100 and all(1 <= len(x) <= 6 for x in inputs)
+    assert {(v,) * n for v in VOCAB for n in range(1, 7)} <= set(inputs)  # every constant input is checked
+    assert inputs == validation_inputs(VOCAB, 6, 100, seed=2)[0]  # a function of the seed
+    assert inputs != validation_inputs(VOCAB, 6, 100, seed=3)[0]  # its random part comes from sample_inputs
     inputs, described = validation_inputs(VOCAB, 2, 100, seed=2)
     assert described == "exhaustive: all 12 inputs" and len(set(inputs)) == 12

@@ -44,7 +44,7 @@ class Check:
             return cls(data["name"], float(data["paper"]), float(data["ours"]), float(data["tolerance"]),
                        data.get("description", ""), bool(data.get("one_sided", False)))
         except KeyError as e:
-            raise ValueError(f"a check lacks the field {e.args[0]!r}") from None
+            raise ValueError(f"a check lacks {e.args[0]!r}") from None
         except (TypeError, ValueError):
             raise ValueError(f"a check has a non-numeric paper/ours/tolerance: {data!r}") from None
 

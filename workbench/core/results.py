@@ -33,7 +33,7 @@ def _field(data: Mapping[str, Any], key: str, what: str) -> Any:
     try:
         return data[key]
     except (KeyError, TypeError):
-        raise ValueError(f"{what} lacks the field {key!r}") from None
+        raise ValueError(f"{what} lacks {key!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)

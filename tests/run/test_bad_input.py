@@ -5,40 +5,14 @@ the other pages still written)."""
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from workbench.run.cli import main
 from workbench.run.runner import MAX_SEEDS, group_dir, parse_seeds, run_experiment
 
 TINY = ["steps=10", "batch_size=16", "eval_size=32", "eta_prompts=32", "ckpt_every=5", "log_every=5", "eval_every=5"]
 TINY_ARGS = [a for o in TINY for a in ("--set", o)]
-
-
-def wb(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    code, _, err = result
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, err
-    return lines[0]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -68,29 +42,28 @@ def mark_killed(seed: Path) -> None:
     (seed / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
 
 
-def test_out_is_a_regular_file(capsys, monkeypatch, tmp_path):
+def test_out_is_a_regular_file(wb, one_line_error, digest, tmp_path):
     target = tmp_path / "file"
     target.write_text("mine")
-    assert_one_line_error(wb(["run", "icl-gd", "--out", str(target)], capsys, monkeypatch),
-                          "cannot create the run folder", "--out")
+    one_line_error(wb(["run", "icl-gd", "--out", str(target)]),
+                   "cannot create the run folder", "--out")
     assert target.read_text() == "mine" and digest(tmp_path) == {"file": hashlib.sha256(b"mine").hexdigest()}
 
 
-def test_out_cannot_be_created(capsys, monkeypatch):
-    assert_one_line_error(wb(["run", "icl-gd", "--out", "/proc/x"], capsys, monkeypatch),
-                          "cannot create the run folder /proc/x", "--out")
+def test_out_cannot_be_created(wb, one_line_error):
+    one_line_error(wb(["run", "icl-gd", "--out", "/proc/x"]),
+                   "cannot create the run folder /proc/x", "--out")
 
 
-def test_a_huge_seed_range_is_refused_before_anything_is_written(capsys, monkeypatch, tmp_path):
-    assert_one_line_error(wb(["run", "icl-gd", "--seeds", "0-100000", "--out", str(tmp_path)], capsys, monkeypatch),
-                          "100001 seeds", f"limit of {MAX_SEEDS}", "--max-seeds 100001")
-    assert_one_line_error(wb(["run", "icl-gd", "--seeds", "0-2,7", "--max-seeds", "3", "--out", str(tmp_path)],
-                             capsys, monkeypatch), "4 seeds", "--max-seeds 4")
+def test_a_huge_seed_range_is_refused_before_anything_is_written(wb, one_line_error, tmp_path):
+    one_line_error(wb(["run", "icl-gd", "--seeds", "0-100000", "--out", str(tmp_path)]),
+                   "100001 seeds", f"limit of {MAX_SEEDS}", "--max-seeds 100001")
+    one_line_error(wb(["run", "icl-gd", "--seeds", "0-2,7", "--max-seeds", "3", "--out", str(tmp_path)]), "4 seeds", "--max-seeds 4")
     assert not any(tmp_path.iterdir())
     assert parse_seeds("0-149", max_seeds=150) == list(range(150))  # the flag lifts the limit
 
 
-def test_a_foreign_checkpoint_is_refused_naming_both_runs(finished, runs, capsys, monkeypatch):
+def test_a_foreign_checkpoint_is_refused_naming_both_runs(wb, one_line_error, digest, finished, runs):
     _, ours, other = finished
     seed = seed_dir(runs, ours)
     mark_killed(seed)
@@ -98,31 +71,31 @@ def test_a_foreign_checkpoint_is_refused_naming_both_runs(finished, runs, capsys
     for path in foreign.glob("step-00000010.*"):
         shutil.copyfile(path, seed / "checkpoints" / path.name)
     before = digest(runs)
-    line = assert_one_line_error(wb(["run", "icl-gd", "--out", str(runs), *TINY_ARGS], capsys, monkeypatch),
-                                 "belongs to another run", "--force")
+    line = one_line_error(wb(["run", "icl-gd", "--out", str(runs), *TINY_ARGS]),
+                          "belongs to another run", "--force")
     assert f"config_hash {other['config_hash']}" in line and f"config_hash {ours['config_hash']}" in line
     assert "seed 0" in line
     assert digest(runs) == before
 
 
-def test_a_hand_edited_config_json_is_refused(finished, runs, capsys, monkeypatch):
+def test_a_hand_edited_config_json_is_refused(wb, one_line_error, digest, finished, runs):
     seed = seed_dir(runs, finished[1])
     record = json.loads((seed / "config.json").read_text())
     record["config"]["lr"] = 0.5  # hash kept
     (seed / "config.json").write_text(json.dumps(record))
     before = digest(runs)
-    assert_one_line_error(wb(["run", "icl-gd", "--out", str(runs), *TINY_ARGS], capsys, monkeypatch),
-                          "was edited", record["config_hash"], "--force")
+    one_line_error(wb(["run", "icl-gd", "--out", str(runs), *TINY_ARGS]),
+                   "was edited", record["config_hash"], "--force")
     assert digest(runs) == before
 
 
-def test_show_on_a_summary_whose_checks_lack_a_field(finished, runs, capsys, monkeypatch):
+def test_show_on_a_summary_whose_checks_lack_a_field(wb, one_line_error, digest, finished, runs):
     seed = seed_dir(runs, finished[1])
     summary = json.loads((seed / "summary.json").read_text())
     del summary["checks"][1]["ours"]
     (seed / "summary.json").write_text(json.dumps(summary))
     before = digest(runs)
-    assert_one_line_error(wb(["show", str(seed)], capsys, monkeypatch), "lacks 'ours'", "summary.json")
+    one_line_error(wb(["show", str(seed)]), "lacks 'ours'", "summary.json")
     assert digest(runs) == before
 
 
@@ -141,13 +114,13 @@ def _second_group(runs: Path, summary: dict) -> Path:
     (lambda g: (g / "figures" / "loss.json").unlink(), "cannot read loss.json"),
     (lambda g: (g / "summary.json").write_text("{torn"), "summary.json is not valid JSON"),
 ], ids=["no checks", "missing figure", "torn summary"])
-def test_report_names_and_skips_a_malformed_group(damage, fragment, finished, runs, capsys, monkeypatch, tmp_path):
+def test_report_names_and_skips_a_malformed_group(wb, one_line_error, digest, damage, fragment, finished, runs, tmp_path):
     newer = _second_group(runs, finished[1])
     damage(newer)
     before = digest(runs)
     docs = tmp_path / "docs"
-    result = wb(["report", "--runs", str(runs), "--docs", str(docs), "--no-build"], capsys, monkeypatch)
-    assert_one_line_error(result, f"skipped {newer}", fragment)
+    result = wb(["report", "--runs", str(runs), "--docs", str(docs), "--no-build"])
+    one_line_error(result, f"skipped {newer}", fragment)
     assert digest(runs) == before
     page = (docs / "results" / "icl-gd.md").read_text()  # written from the good group
     assert finished[1]["config_hash"] in page and "1 result page(s)" in result[1]

@@ -132,8 +132,8 @@ def report(
     planned = [Planned(n, e.title, e.paper, runner.command_line(n, preset, seed_list, [], vmap=True))
                for n, e in modules.items()]
     if run_preset:
-        _execute_notebooks(docs, runs, preset)
         _run_all(names, preset, seed_list, runs)
+        _execute_notebooks(docs, runs, preset)  # after the runs, so notebooks reuse them
     pages, skipped = write_pages(runs, docs, planned=planned, benchmarks=bench, commit=git_commit(REPO))
     for line in skipped:  # one line each; the other groups' pages are written and the site is built
         print(f"error: skipped {line} (rerun that experiment, or move the folder away)", file=sys.stderr)

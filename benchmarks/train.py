@@ -3,10 +3,11 @@
 Each configuration trains the same model both ways: a workbench `Transformer` with the workbench's
 `make_step` and `optax.adamw` (donated buffers, losses fetched once per block, as `workbench.train.train`
 runs it), and the TransformerLens `TransformerBridge.boot_native` model with the same config and
-initial weights (exported through `workbench.lens.to_transformer_lens`) with `torch.optim.AdamW` (same lr, betas, eps, weight decay), on the same fixed batch of tokens, next-token
-cross-entropy. After a warm-up, blocks of `BLOCK` steps alternate A/B `REPEATS` times; steps/s are
-medians over the blocks. Before timing, the first `CHECK_STEPS` losses of both are compared (same
-data, weights and optimiser: they must agree to float32 rounding).
+initial weights (exported through `workbench.lens.to_transformer_lens`) with `torch.optim.AdamW`
+(same lr, betas, eps, weight decay), on the same fixed batch of tokens, next-token cross-entropy.
+After a warm-up, blocks of `BLOCK` steps alternate A/B `REPEATS` times; steps/s are medians over the
+blocks. Before timing, the first `CHECK_STEPS` losses of both are compared (same data, weights and
+optimiser: they must agree to float32 rounding).
 
 Configurations (`ratios`, workbench steps/s over the other's; above 1 means the workbench is faster):
 

@@ -49,7 +49,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 # Benchmarks as JSON where the report's performance page reads them (RUNS/benchmarks/NAME.json).
-BENCHES ?= kernels sampling
+BENCHES ?= kernels sampling train
 bench: $(STAMP)
 	@mkdir -p $(RUNS)/benchmarks
 	@for b in $(BENCHES); do echo "wb bench $$b --json"; \

@@ -41,7 +41,7 @@ def _regression_inputs(b):
 
 
 def _mse_loss(model, x, target):
-    return jnp.mean((jax.vmap(model)(x)[:, -1, 0] - target) ** 2)
+    return jnp.mean((model.batched(x)[:, -1, 0] - target) ** 2)
 
 
 def _ce(logits, labels):
@@ -68,8 +68,8 @@ def _families():
         prev = jnp.concatenate([jnp.zeros_like(b.ys[:, :1]), b.ys[:, :-1]], 1)  # label of the previous point
         return jnp.concatenate([b.xs, prev[..., None].astype(jnp.float32)], -1), b.ys
 
-    token_loss = lambda model, x, y: _ce(jax.vmap(model)(x), y)
-    last_loss = lambda model, x, y: _ce(jax.vmap(model)(x)[:, -1], y)
+    token_loss = lambda model, x, y: _ce(model.batched(x), y)
+    last_loss = lambda model, x, y: _ce(model.batched(x)[:, -1], y)
     return {
         "regression": (reg, TransformerConfig(**small, n_ctx=41, d_input=11, d_vocab_out=1), _regression_inputs, _mse_loss),
         "markov": (markov, TransformerConfig(**small, n_ctx=100, d_vocab=3), lambda b: (b.tokens[:, :-1], b.tokens[:, 1:]), token_loss),

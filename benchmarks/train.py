@@ -1,12 +1,13 @@
 """Training speed: the workbench against TransformerLens 4.x (and plain PyTorch) on the same machine.
 
 Each configuration trains the same model both ways: a workbench `Transformer` with the workbench's
-`make_step` and `optax.adamw`, and the TransformerLens `TransformerBridge.boot_native` model with the
-same config and initial weights (exported through `workbench.lens.to_transformer_lens`) with
-`torch.optim.AdamW` (same lr, betas, eps, weight decay), on the same fixed batch of tokens, next-token
-cross-entropy. After a warm-up, blocks of `BLOCK` steps alternate A/B `REPEATS` times; steps/s are
-medians over the blocks. Before timing, the first `CHECK_STEPS` losses of both are compared (same
-data, weights and optimiser: they must agree to float32 rounding).
+`make_step` and `optax.adamw` (donated buffers, losses fetched once per block, as `workbench.train.train`
+runs it), and the TransformerLens `TransformerBridge.boot_native` model with the same config and
+initial weights (exported through `workbench.lens.to_transformer_lens`) with `torch.optim.AdamW`
+(same lr, betas, eps, weight decay), on the same fixed batch of tokens, next-token cross-entropy.
+After a warm-up, blocks of `BLOCK` steps alternate A/B `REPEATS` times; steps/s are medians over the
+blocks. Before timing, the first `CHECK_STEPS` losses of both are compared (same data, weights and
+optimiser: they must agree to float32 rounding).
 
 Configurations (`ratios`, workbench steps/s over the other's; above 1 means the workbench is faster):
 
@@ -69,7 +70,7 @@ class _Workbench:
     """`n_seeds` copies of the model trained as one vmapped step on a fixed batch."""
 
     def __init__(self, model, loss_fn, optimizer, batch, n_seeds: int = 1):
-        self.step = make_step(loss_fn, optimizer, lambda key: batch)
+        self.step = make_step(loss_fn, optimizer, lambda key: batch, donate=True)  # as `train` runs it
         self.models = stack([model] * n_seeds)
         self.opt = eqx.filter_vmap(lambda m: optimizer.init(eqx.filter(m, eqx.is_array)))(self.models)
         self.keys = jax.random.split(jax.random.key(0), n_seeds)

@@ -60,7 +60,7 @@ def sample(key: jax.Array) -> tuple[jax.Array, jax.Array]:
 def loss_fn(model: Transformer, key: jax.Array) -> jax.Array:
     """Mean next-token loss over the positions whose next token is determined by the prefix."""
     tokens, known = jax.vmap(sample)(jax.random.split(key, BATCH))
-    logp = jax.nn.log_softmax(jax.vmap(model)(tokens[:, :-1]), -1)
+    logp = jax.nn.log_softmax(model.batched(tokens[:, :-1]), -1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
     return (nll * known[:, :-1]).sum() / known[:, :-1].sum()
 

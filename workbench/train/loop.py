@@ -21,6 +21,10 @@ from workbench.core.errors import TrainingDiverged, WorkbenchError
 from workbench.core.io import MetricsLog, remove_stale_temps
 
 from . import checkpoint
+from .sharding import seed_mesh, shard_seeds
+
+# Losses stay on device between log, eval and checkpoint steps; fetched at least this often (NaN-stop).
+FETCH_EVERY = 100
 
 LossFn = Callable[[Any, Any], jax.Array]  # (model, batch) -> scalar loss
 
@@ -33,8 +37,12 @@ class Schedule:
     ckpt_every: int = 1000
 
 
-def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, sample: Callable[[jax.Array], Any]):
-    """One jitted update of a stack of models: `(models, opt_states, data_keys, t) -> (models, opt_states, losses)`."""
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, sample: Callable[[jax.Array], Any], *,
+              donate: bool = False):
+    """One jitted update of a stack of models: `(models, opt_states, data_keys, t) -> (models, opt_states, losses)`.
+
+    With `donate`, the buffers of `models` and `opt_states` are reused for the updated ones (the arrays
+    passed in are deleted); `data_keys` is kept."""
 
     def one(model, opt_state, data_key, t):
         batch = sample(jax.random.fold_in(data_key, t))
@@ -42,9 +50,13 @@ def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, sample: 
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return eqx.apply_updates(model, updates), opt_state, loss
 
-    @eqx.filter_jit
-    def step(models, opt_states, data_keys, t):
+    def keys_first(data_keys, models, opt_states, t):
         return eqx.filter_vmap(one, in_axes=(0, 0, 0, None))(models, opt_states, data_keys, t)
+
+    jitted = eqx.filter_jit(keys_first, donate="all-except-first" if donate else "none")
+
+    def step(models, opt_states, data_keys, t):
+        return jitted(data_keys, models, opt_states, t)
 
     return step
 
@@ -93,6 +105,26 @@ def _last_good(run_dirs: list[Path]) -> str:
     return f"last good checkpoint is step {last}" if last else "no checkpoint was written yet, so a rerun starts this seed from step 0"
 
 
+def _copy(tree: Any) -> Any:
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.tree.map(jnp.copy, arrays), static)
+
+
+def _check_finite(window: np.ndarray, step: int, seeds: list[int], run_dirs: list[Path]) -> np.ndarray:
+    """The last row of `window [steps, seed]` (the losses up to `step`); raises `TrainingDiverged` at
+    the first step with a non-finite loss."""
+    finite = np.isfinite(window)
+    if not finite.all():
+        row = int(np.argmin(finite.all(axis=1)))
+        bad = [s for s, ok in zip(seeds, finite[row]) if not ok]
+        at = step - len(window) + 1 + row
+        raise TrainingDiverged(
+            f"loss became {window[row][~finite[row]][0]} at step {at} for seed(s) {bad}; {_last_good(run_dirs)}",
+            at, bad,
+        )
+    return window[-1]
+
+
 def train(
     models: Any,
     optimizer: optax.GradientTransformation,
@@ -129,7 +161,13 @@ def train(
         opt_states = stack([t[1] for t in trees])
     for log in logs:  # from step 0 the step-0 evaluation is logged again, so nothing is kept
         log.truncate_after(start if start else -1)
-    step_fn = make_step(loss_fn, optimizer, sample)
+    mesh = seed_mesh(len(seeds), jax.local_devices()) if jax.local_device_count() > 1 else None
+    if mesh is not None:
+        models, opt_states, data_keys, eval_data = shard_seeds((models, opt_states, data_keys, eval_data), mesh)
+        print(f"[{label}] {len(seeds)} seeds over {mesh.size} devices", file=sys.stderr, flush=True)
+    elif start == 0:  # the step donates its inputs: keep the caller's models alive
+        models = _copy(models)
+    step_fn = make_step(loss_fn, optimizer, sample, donate=True)
     evaluate = eqx.filter_jit(eqx.filter_vmap(eval_fn))
 
     def log_eval(step: int) -> dict[str, np.ndarray]:
@@ -141,31 +179,32 @@ def train(
     if start == 0:
         log_eval(0)
     progress = _Progress(label, schedule.steps, start)
+    pending: list[jax.Array] = []  # the losses [seed] of the steps since the last fetch, on device
+    info = ""
     t0 = time.perf_counter()
     try:
         for t in range(start, schedule.steps):
             models, opt_states, losses = step_fn(models, opt_states, data_keys, jnp.asarray(t))
-            losses = np.asarray(losses)
+            pending.append(losses)
             step = t + 1
-            if not np.all(np.isfinite(losses)):
-                bad = [s for s, ok in zip(seeds, np.isfinite(losses)) if not ok]
-                raise TrainingDiverged(
-                    f"loss became {losses[~np.isfinite(losses)][0]} at step {step} for seed(s) {bad}; "
-                    f"{_last_good(run_dirs)}",
-                    step, bad,
-                )
             is_log = step % schedule.log_every == 0 or step == schedule.steps
-            if is_log:
-                for i, log in enumerate(logs):
-                    log.log(step, "train", {"loss": losses[i]})
-            if step % schedule.eval_every == 0 or step == schedule.steps:
-                log_eval(step)
-            if step % schedule.ckpt_every == 0 or step == schedule.steps:
-                for i, d in enumerate(run_dirs):
-                    tree = (unstack(models, i), unstack(opt_states, i))
-                    checkpoint.save(d, step, tree, {**meta, "seed": seeds[i]})
-            rate = (step - start) / (time.perf_counter() - t0)
-            progress.update(step, f"loss {losses.mean():.4f} ({rate:.0f} steps/s)", is_log)
+            is_eval = step % schedule.eval_every == 0 or step == schedule.steps
+            is_ckpt = step % schedule.ckpt_every == 0 or step == schedule.steps
+            if is_log or is_eval or is_ckpt or len(pending) == FETCH_EVERY:
+                losses = _check_finite(np.stack(jax.device_get(pending)), step, seeds, run_dirs)
+                pending = []
+                rate = (step - start) / (time.perf_counter() - t0)
+                info = f"loss {losses.mean():.4f} ({rate:.0f} steps/s)"
+                if is_log:
+                    for i, log in enumerate(logs):
+                        log.log(step, "train", {"loss": losses[i]})
+                if is_eval:
+                    log_eval(step)
+                if is_ckpt:
+                    for i, d in enumerate(run_dirs):
+                        tree = (unstack(models, i), unstack(opt_states, i))
+                        checkpoint.save(d, step, tree, {**meta, "seed": seeds[i]})
+            progress.update(step, info, is_log)
     finally:
         progress.close()
     return models

@@ -1,0 +1,308 @@
+"""Probes: ridge probes in closed form with the penalty chosen by k-fold cross-validation, logistic and
+small MLP probes trained with optax, control targets (selectivity) and a random-init baseline.
+
+A ridge probe needs only the sufficient statistics of its data (counts, means, centred second
+moments), one group per cross-validation fold plus one held-out group. Statistics of two batches
+merge exactly (Chan's parallel update), so a sweep over sites streams batches of prompts through the
+model and never holds the activations of the whole run:
+
+```python
+result = probe_resid(model, xs, targets, key=run.key("probe"), positions=(9, 19, 39))
+result.r2.sel(layer=3)                 # Named [pos]: held-out R^2 of the ridge probe
+result.selectivity                     # R^2 on the targets minus R^2 on the shuffled control
+```
+
+Fitting every (layer, position) site is one vmapped call over the stacked statistics `[site, ...]`.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from workbench.models import Transformer, run_with_cache, sites
+
+from ._probe_training import LogisticProbe as LogisticProbe
+from ._probe_training import MLPProbe as MLPProbe
+from ._probe_training import accuracy as accuracy
+from ._probe_training import fit_logistic as fit_logistic
+from ._probe_training import fit_mlp as fit_mlp
+from .results import Named
+
+DEFAULT_LAMS = tuple(float(x) for x in np.logspace(-6, 2, 17))
+
+
+class RidgeStats(eqx.Module):
+    """Sufficient statistics of `(x, y)` pairs in `group` groups (folds, and the held-out split last).
+
+    `n [group]`, means `mx [group, d]`, `my [group, k]`, centred sums `cxx [group, d, d]`,
+    `cxy [group, d, k]`, `cyy [group, k]` (squared deviations of each target).
+    """
+
+    n: Float[Array, " group"]
+    mx: Float[Array, "group d"]
+    my: Float[Array, "group k"]
+    cxx: Float[Array, "group d d"]
+    cxy: Float[Array, "group d k"]
+    cyy: Float[Array, "group k"]
+
+
+@eqx.filter_jit
+def ridge_stats(
+    x: Float[Array, "n d"], y: Float[Array, "n k"], group: Int[Array, " n"], n_groups: int
+) -> RidgeStats:
+    """Statistics of the rows of `x`, `y` split by `group` (values `0..n_groups-1`)."""
+    onehot = jax.nn.one_hot(group, n_groups, dtype=x.dtype)  # [n, group]
+    n = onehot.sum(0)
+    safe = jnp.maximum(n, 1.0)[:, None]
+    mx, my = (onehot.T @ x) / safe, (onehot.T @ y) / safe
+    dx, dy = x[None] - mx[:, None], y[None] - my[:, None]  # [group, n, .]
+    w = onehot.T[:, :, None]
+    return RidgeStats(n, mx, my, jnp.einsum("gni,gnj->gij", dx * w, dx), jnp.einsum("gni,gnj->gij", dx * w, dy),
+                      jnp.sum(w * dy**2, 1))
+
+
+def merge(a: RidgeStats, b: RidgeStats) -> RidgeStats:
+    """Statistics of the union of the data behind `a` and `b`, group by group (Chan et al.)."""
+    n = a.n + b.n
+    frac = jnp.where(n > 0, a.n * b.n / jnp.maximum(n, 1.0), 0.0)
+    wb = jnp.where(n > 0, b.n / jnp.maximum(n, 1.0), 0.0)
+    dx, dy = b.mx - a.mx, b.my - a.my
+    return RidgeStats(
+        n, a.mx + wb[:, None] * dx, a.my + wb[:, None] * dy,
+        a.cxx + b.cxx + frac[:, None, None] * dx[:, :, None] * dx[:, None, :],
+        a.cxy + b.cxy + frac[:, None, None] * dx[:, :, None] * dy[:, None, :],
+        a.cyy + b.cyy + frac[:, None] * dy**2,
+    )
+
+
+def _pool(s: RidgeStats) -> RidgeStats:
+    """All groups of `s` merged into one (group axis of length 1)."""
+    n = s.n.sum()
+    w = (s.n / n)[:, None]
+    mx, my = (w * s.mx).sum(0), (w * s.my).sum(0)
+    dx, dy = s.mx - mx, s.my - my
+    return RidgeStats(
+        n[None], mx[None], my[None], (s.cxx + s.n[:, None, None] * dx[:, :, None] * dx[:, None, :]).sum(0)[None],
+        (s.cxy + s.n[:, None, None] * dx[:, :, None] * dy[:, None, :]).sum(0)[None],
+        (s.cyy + s.n[:, None] * dy**2).sum(0)[None],
+    )
+
+
+def _rest(total: RidgeStats, part: RidgeStats) -> RidgeStats:
+    """Statistics of `total` minus `part` (one group each): the training data of a held-out fold."""
+    n = total.n - part.n
+    mx = (total.n[:, None] * total.mx - part.n[:, None] * part.mx) / n[:, None]
+    my = (total.n[:, None] * total.my - part.n[:, None] * part.my) / n[:, None]
+    frac = n * part.n / total.n
+    dx, dy = part.mx - mx, part.my - my
+    return RidgeStats(
+        n, mx, my, total.cxx - part.cxx - frac[:, None, None] * dx[:, :, None] * dx[:, None, :],
+        total.cxy - part.cxy - frac[:, None, None] * dx[:, :, None] * dy[:, None, :],
+        total.cyy - part.cyy - frac[:, None] * dy**2,
+    )
+
+
+class RidgeProbe(eqx.Module):
+    """`y_hat = (x - mx) @ W + my`; `W = (C_xx / n + lam I)^{-1} C_xy / n` fitted on the training folds.
+
+    `W [d, k]`, `mx [d]`, `my [k]`, `lam` the penalty chosen by cross-validation, `cv_mse [lam]` the
+    validation mean squared error (per target) of every candidate penalty.
+    """
+
+    W: Float[Array, "d k"]
+    mx: Float[Array, " d"]
+    my: Float[Array, " k"]
+    lam: Float[Array, ""]
+    cv_mse: Float[Array, " lam"]
+
+    def __call__(self, x: Float[Array, "... d"]) -> Float[Array, "... k"]:
+        return (x - self.mx) @ self.W + self.my
+
+
+def _weights(train: RidgeStats, lams: Float[Array, " lam"]) -> Float[Array, "lam d k"]:
+    """Ridge weights of one group of statistics for every penalty (one eigendecomposition)."""
+    n = train.n[0]
+    evals, vecs = jnp.linalg.eigh(train.cxx[0] / n)
+    proj = vecs.T @ (train.cxy[0] / n)  # [d, k]
+    return jnp.einsum("ij,lj,jk->lik", vecs, 1.0 / (jnp.maximum(evals, 0.0)[None] + lams[:, None]), proj)
+
+
+def _sse(W: Float[Array, "... d k"], mx, my, data: RidgeStats) -> Float[Array, "... k"]:
+    """Sum of squared errors per target of `(x - mx) W + my` on the data of one group of statistics."""
+    dx, dy = data.mx[0] - mx, data.my[0] - my
+    sxx = data.cxx[0] + data.n[0] * jnp.outer(dx, dx)
+    sxy = data.cxy[0] + data.n[0] * jnp.outer(dx, dy)
+    syy = data.cyy[0] + data.n[0] * dy**2
+    return syy - 2 * jnp.einsum("...dk,dk->...k", W, sxy) + jnp.einsum("...dk,de,...ek->...k", W, sxx, W)
+
+
+@eqx.filter_jit
+def fit_ridge(stats: RidgeStats, lams: Float[Array, " lam"], n_folds: int) -> RidgeProbe:
+    """Ridge probe on the first `n_folds` groups of `stats`, with the penalty of least k-fold CV error.
+
+    Groups beyond `n_folds` (the held-out split) are not used. One penalty for all targets.
+    """
+    folds = jax.tree.map(lambda v: v[:n_folds], stats)
+    total = _pool(folds)
+
+    def fold_sse(part):
+        train = _rest(total, part)
+        return _sse(_weights(train, lams), train.mx[0], train.my[0], part)  # [lam, k]
+
+    sse = jax.vmap(fold_sse)(jax.tree.map(lambda v: v[:, None], folds)).sum(0)
+    cv_mse = sse.sum(-1) / (total.n[0] * sse.shape[-1])
+    best = jnp.argmin(cv_mse)
+    W = _weights(total, lams[best][None])[0]
+    return RidgeProbe(W, total.mx[0], total.my[0], lams[best], cv_mse)
+
+
+@eqx.filter_jit
+def r2_from_stats(probe: RidgeProbe, data: RidgeStats) -> Float[Array, " k"]:
+    """Held-out R^2 per target on one group of statistics: 1 - SSE / SST (SST about the data's mean)."""
+    return 1.0 - _sse(probe.W, probe.mx, probe.my, data) / data.cyy[0]
+
+
+def r2_score(y_hat: Float[Array, "n k"], y: Float[Array, "n k"]) -> Float[Array, ""]:
+    """R^2 averaged over targets (sklearn's `r2_score`, uniform average)."""
+    return jnp.mean(1.0 - jnp.sum((y - y_hat) ** 2, 0) / jnp.sum((y - y.mean(0)) ** 2, 0))
+
+
+@eqx.filter_jit
+def split_groups(key: PRNGKeyArray, n: int, n_folds: int, test_fraction: float) -> Int[Array, " n"]:
+    """Group of each of `n` examples: held out (`n_folds`) with probability `test_fraction`, else a fold."""
+    ku, kf = jax.random.split(key)
+    fold = jax.random.randint(kf, (n,), 0, n_folds)
+    return jnp.where(jax.random.uniform(ku, (n,)) < test_fraction, n_folds, fold)
+
+
+@eqx.filter_jit
+def shuffled_control(key: PRNGKeyArray, targets: Float[Array, "n ..."]) -> Float[Array, "n ..."]:
+    """Control target (Hewitt and Liang): the same values, assigned to the examples by a random permutation.
+
+    It keeps the targets' distribution and breaks their link to the input, so a probe that scores on it
+    is fitting noise; selectivity = score on `targets` - score on the control."""
+    return targets[jax.random.permutation(key, targets.shape[0])]
+
+
+def random_init(model: Transformer, key: PRNGKeyArray) -> Transformer:
+    """The random-init baseline: a fresh model of the same architecture (what probes find without training)."""
+    return Transformer(model.config, key=key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSweep:
+    """Held-out scores of ridge probes on a grid of sites (axes `("layer", "pos")`).
+
+    `r2` and `control_r2` (the shuffled control target) are `Named [layer, pos]` means over targets;
+    `selectivity = r2 - control_r2`; `lam` the chosen penalties; `n_train`, `n_test` the counts.
+    """
+
+    r2: Named
+    control_r2: Named
+    lam: Named
+    n_train: int
+    n_test: int
+
+    @property
+    def selectivity(self) -> Named:
+        return Named(self.r2.values - self.control_r2.values, self.r2.axes, self.r2.labels)
+
+
+def _targets(s: RidgeStats, lo: int, hi: int) -> RidgeStats:
+    """The statistics of targets `lo:hi` only."""
+    return RidgeStats(s.n, s.mx, s.my[:, lo:hi], s.cxx, s.cxy[:, :, lo:hi], s.cyy[:, lo:hi])
+
+
+@eqx.filter_jit
+def _fit_and_score(stats: RidgeStats, lams, n_folds: int, k: int):
+    """One vmapped fit over sites; scores on the held-out group for targets `[:k]` and controls `[k:]`."""
+
+    def one(s):
+        halves = jax.tree.map(lambda *v: jnp.stack(v), _targets(s, 0, k), _targets(s, k, 2 * k))
+
+        def score(part):
+            probe = fit_ridge(part, lams, n_folds)
+            return r2_from_stats(probe, jax.tree.map(lambda v: v[n_folds : n_folds + 1], part)).mean(), probe.lam
+
+        r2, lam = jax.vmap(score)(halves)
+        return r2[0], r2[1], lam[0]
+
+    return jax.vmap(one)(stats)
+
+
+def fit_sweep(
+    stats: RidgeStats, lams: Sequence[float], n_folds: int, n_targets: int
+) -> tuple[Float[Array, " site"], Float[Array, " site"], Float[Array, " site"]]:
+    """Fit and score ridge probes at every site of `stats [site, group, ...]` in one vmapped call.
+
+    The targets are `[:n_targets]` and their controls `[n_targets:]`; returns held-out R^2 of the
+    targets and of the controls, and the chosen penalty, each `[site]`."""
+    return _fit_and_score(stats, jnp.asarray(lams, jnp.float32), n_folds, n_targets)
+
+
+@eqx.filter_jit
+def _batch_stats(model, xs, targets, groups, names: tuple[str, ...], positions, n_groups: int):
+    """Statistics `[layer * pos, group, ...]` of one batch of prompts at the resid sites."""
+    _, cache = jax.vmap(lambda x: run_with_cache(model, x, names))(xs)
+    acts = jnp.stack([cache[n][:, positions] for n in names])  # [layer, batch, pos, d]
+    acts = jnp.moveaxis(acts, 2, 1).reshape(-1, xs.shape[0], acts.shape[-1])  # [site, batch, d]
+    tg = jnp.moveaxis(targets[:, positions], 1, 0)  # [pos, batch, 2k]
+    tg = jnp.broadcast_to(tg[None], (len(names), *tg.shape)).reshape(-1, *tg.shape[1:])
+    return jax.vmap(lambda a, t: ridge_stats(a, t, groups, n_groups))(acts, tg)
+
+
+def probe_resid(
+    model: Transformer,
+    xs: Array,
+    targets: Float[Array, "n seq k"],
+    *,
+    key: PRNGKeyArray,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    component: str = "resid_post",
+    lams: Sequence[float] = DEFAULT_LAMS,
+    n_folds: int = 5,
+    test_fraction: float = 0.2,
+    batch_size: int = 512,
+) -> ProbeSweep:
+    """Ridge probes for `targets` (one per prompt and position) at every (layer, position) of the stream.
+
+    **Arguments:** `xs` prompts `[n, seq]` (or `[n, seq, d_input]`); `targets [n, seq, k]`;
+    `component` a residual hook (`resid_pre`, `resid_mid`, `resid_post`); `key` splits prompts into
+    folds and the held-out split and draws the control permutation. Prompts stream through the model
+    `batch_size` at a time; only the statistics `[site, fold, d_model, d_model]` are kept.
+    """
+    n, seq = xs.shape[0], xs.shape[1]
+    if targets.shape[:2] != (n, seq) or targets.ndim != 3:
+        raise ValueError(f"targets must be [n, seq, k] = [{n}, {seq}, k], got {targets.shape}")
+    layers = tuple(range(model.config.n_layers)) if layers is None else tuple(layers)
+    positions = tuple(range(seq)) if positions is None else tuple(positions)
+    names = tuple(sites.Site(l, component).name for l in layers)
+    k_split, k_control = jax.random.split(key)
+    groups = split_groups(k_split, n, n_folds, test_fraction)
+    both = jnp.concatenate([targets, shuffled_control(k_control, targets)], -1)
+    pos = jnp.asarray(positions)
+    pad = -n % batch_size  # padded prompts get group -1, which no statistic counts: one compile
+    xs, both = (jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (xs, both))
+    groups_padded = jnp.concatenate([groups, jnp.full(pad, -1, groups.dtype)])
+    stats = None
+    for start in range(0, n + pad, batch_size):
+        sl = slice(start, start + batch_size)
+        batch = _batch_stats(model, xs[sl], both[sl], groups_padded[sl], names, pos, n_folds + 1)
+        stats = batch if stats is None else merge_sites(stats, batch)
+    r2, control, lam = fit_sweep(stats, lams, n_folds, targets.shape[-1])
+    shape, axes, labels = (len(layers), len(positions)), ("layer", "pos"), (layers, positions)
+    n_test = int((groups == n_folds).sum())
+    return ProbeSweep(Named(r2.reshape(shape), axes, labels), Named(control.reshape(shape), axes, labels),
+                      Named(lam.reshape(shape), axes, labels), n - n_test, n_test)
+
+
+@eqx.filter_jit
+def merge_sites(a: RidgeStats, b: RidgeStats) -> RidgeStats:
+    """`merge` over a leading site axis."""
+    return jax.vmap(merge)(a, b)

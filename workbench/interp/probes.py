@@ -56,14 +56,17 @@ def ridge_stats(
     x: Float[Array, "n d"], y: Float[Array, "n k"], group: Int[Array, " n"], n_groups: int
 ) -> RidgeStats:
     """Statistics of the rows of `x`, `y` split by `group` (values `0..n_groups-1`)."""
-    onehot = jax.nn.one_hot(group, n_groups, dtype=x.dtype)  # [n, group]
+    onehot = jax.nn.one_hot(group, n_groups, dtype=x.dtype)  # [n, group]; group -1 counts nowhere
     n = onehot.sum(0)
-    safe = jnp.maximum(n, 1.0)[:, None]
-    mx, my = (onehot.T @ x) / safe, (onehot.T @ y) / safe
-    dx, dy = x[None] - mx[:, None], y[None] - my[:, None]  # [group, n, .]
-    w = onehot.T[:, :, None]
-    return RidgeStats(n, mx, my, jnp.einsum("gni,gnj->gij", dx * w, dx), jnp.einsum("gni,gnj->gij", dx * w, dy),
-                      jnp.sum(w * dy**2, 1))
+    safe = jnp.maximum(n, 1.0)
+    # Moments about the batch mean first (float32 loses the spread of an off-centre stream otherwise).
+    x0, y0 = x.mean(0), y.mean(0)
+    xc, yc = x - x0, y - y0
+    mx, my = (onehot.T @ xc) / safe[:, None], (onehot.T @ yc) / safe[:, None]
+    cxx = jnp.einsum("ng,ni,nj->gij", onehot, xc, xc) - n[:, None, None] * mx[:, :, None] * mx[:, None, :]
+    cxy = jnp.einsum("ng,ni,nj->gij", onehot, xc, yc) - n[:, None, None] * mx[:, :, None] * my[:, None, :]
+    cyy = onehot.T @ yc**2 - n[:, None] * my**2
+    return RidgeStats(n, mx + x0, my + y0, cxx, cxy, cyy)
 
 
 def merge(a: RidgeStats, b: RidgeStats) -> RidgeStats:
@@ -219,30 +222,30 @@ def _targets(s: RidgeStats, lo: int, hi: int) -> RidgeStats:
 
 
 @eqx.filter_jit
-def _fit_and_score(stats: RidgeStats, lams, n_folds: int, k: int):
-    """One vmapped fit over sites; scores on the held-out group for targets `[:k]` and controls `[k:]`."""
+def _fit_and_score(stats: RidgeStats, lams, n_folds: int, k: int, n_parts: int):
+    """One vmapped fit over sites and over the `n_parts` blocks of `k` targets (targets, then controls);
+    held-out R^2 `[site, part]` and the chosen penalties `[site, part]`."""
 
     def one(s):
-        halves = jax.tree.map(lambda *v: jnp.stack(v), _targets(s, 0, k), _targets(s, k, 2 * k))
+        parts = jax.tree.map(lambda *v: jnp.stack(v), *(_targets(s, i * k, (i + 1) * k) for i in range(n_parts)))
 
         def score(part):
             probe = fit_ridge(part, lams, n_folds)
             return r2_from_stats(probe, jax.tree.map(lambda v: v[n_folds : n_folds + 1], part)).mean(), probe.lam
 
-        r2, lam = jax.vmap(score)(halves)
-        return r2[0], r2[1], lam[0]
+        return jax.vmap(score)(parts)
 
     return jax.vmap(one)(stats)
 
 
 def fit_sweep(
-    stats: RidgeStats, lams: Sequence[float], n_folds: int, n_targets: int
-) -> tuple[Float[Array, " site"], Float[Array, " site"], Float[Array, " site"]]:
+    stats: RidgeStats, lams: Sequence[float], n_folds: int, n_targets: int, n_parts: int = 2
+) -> tuple[Float[Array, "site part"], Float[Array, "site part"]]:
     """Fit and score ridge probes at every site of `stats [site, group, ...]` in one vmapped call.
 
-    The targets are `[:n_targets]` and their controls `[n_targets:]`; returns held-out R^2 of the
-    targets and of the controls, and the chosen penalty, each `[site]`."""
-    return _fit_and_score(stats, jnp.asarray(lams, jnp.float32), n_folds, n_targets)
+    The targets are `n_parts` blocks of `n_targets` (the targets, then their controls); returns the
+    held-out R^2 and the chosen penalty of each, `[site, part]`."""
+    return _fit_and_score(stats, jnp.asarray(lams, jnp.float32), n_folds, n_targets, n_parts)
 
 
 @eqx.filter_jit
@@ -269,6 +272,7 @@ def probe_resid(
     n_folds: int = 5,
     test_fraction: float = 0.2,
     batch_size: int = 512,
+    control: bool = True,
 ) -> ProbeSweep:
     """Ridge probes for `targets` (one per prompt and position) at every (layer, position) of the stream.
 
@@ -276,6 +280,7 @@ def probe_resid(
     `component` a residual hook (`resid_pre`, `resid_mid`, `resid_post`); `key` splits prompts into
     folds and the held-out split and draws the control permutation. Prompts stream through the model
     `batch_size` at a time; only the statistics `[site, fold, d_model, d_model]` are kept.
+    `control=False` skips the shuffled control (its scores come back as NaN).
     """
     n, seq = xs.shape[0], xs.shape[1]
     if targets.shape[:2] != (n, seq) or targets.ndim != 3:
@@ -285,7 +290,7 @@ def probe_resid(
     names = tuple(sites.Site(l, component).name for l in layers)
     k_split, k_control = jax.random.split(key)
     groups = split_groups(k_split, n, n_folds, test_fraction)
-    both = jnp.concatenate([targets, shuffled_control(k_control, targets)], -1)
+    both = jnp.concatenate([targets, shuffled_control(k_control, targets)], -1) if control else targets
     pos = jnp.asarray(positions)
     pad = -n % batch_size  # padded prompts get group -1, which no statistic counts: one compile
     xs, both = (jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (xs, both))
@@ -295,10 +300,11 @@ def probe_resid(
         sl = slice(start, start + batch_size)
         batch = _batch_stats(model, xs[sl], both[sl], groups_padded[sl], names, pos, n_folds + 1)
         stats = batch if stats is None else merge_sites(stats, batch)
-    r2, control, lam = fit_sweep(stats, lams, n_folds, targets.shape[-1])
+    r2, lam = fit_sweep(stats, lams, n_folds, targets.shape[-1], 2 if control else 1)
+    r2, control_r2, lam = r2[:, 0], r2[:, 1] if control else jnp.full_like(r2[:, 0], jnp.nan), lam[:, 0]
     shape, axes, labels = (len(layers), len(positions)), ("layer", "pos"), (layers, positions)
     n_test = int((groups == n_folds).sum())
-    return ProbeSweep(Named(r2.reshape(shape), axes, labels), Named(control.reshape(shape), axes, labels),
+    return ProbeSweep(Named(r2.reshape(shape), axes, labels), Named(control_r2.reshape(shape), axes, labels),
                       Named(lam.reshape(shape), axes, labels), n - n_test, n_test)
 
 

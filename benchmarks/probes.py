@@ -4,7 +4,7 @@ The model has the icl-probes shape scaled up: 4 layers, d_model 128, 4 heads, ML
 vector inputs, freshly initialised (the cost does not depend on the weights). 4,096 in-context
 regression prompts of length 41 (d = 8: 20 (x, y) pairs interleaved, then the query x); the target at
 every position is the prompt's weight vector w (8 numbers). Sites: resid_post of 4 layers x 41
-positions = 164 ridge fits, 80% of the prompts to fit and 20% held out.
+positions = 164 ridge fits, 5/6 of the prompts to fit (5 folds) and 1/6 held out (the same split on both sides).
 
 - `workbench`: `interp.probes.probe_resid` (no control target): prompts stream through the model
   512 at a time into per-site sufficient statistics, then one vmapped call fits every site, choosing
@@ -74,7 +74,7 @@ def _cache(model, tokens):
 
 
 def _sklearn(model, tokens, targets) -> np.ndarray:
-    groups = np.asarray(probes.split_groups(jax.random.split(jax.random.key(2))[0], PROMPTS, 5, 0.2))
+    groups = np.asarray(probes.sweep_groups(jax.random.split(jax.random.key(2))[0], PROMPTS, 5, 512)[1])
     train, test = groups < 5, groups == 5
     acts, y = np.asarray(_cache(model, tokens)), np.asarray(targets[:, 0])
     alphas = np.asarray(probes.DEFAULT_LAMS) * train.sum()  # sklearn penalises the sum, not the mean

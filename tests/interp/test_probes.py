@@ -116,7 +116,7 @@ def test_sweep_streams_batches_and_finds_the_planted_site(tiny):
 
 def test_vmapped_sweep_equals_one_fit_per_site(tiny):
     model, xs, targets, sweep, _ = tiny
-    groups = probes.split_groups(jax.random.split(jax.random.key(3))[0], 600, FOLDS, 0.2)
+    _, groups, _ = probes.sweep_groups(jax.random.split(jax.random.key(3))[0], 600, FOLDS, 512)
     for layer in range(2):
         acts = _cache(model, xs, sites.resid_pre(layer))
         for j, pos in enumerate(POSITIONS):

@@ -69,6 +69,23 @@ def ridge_stats(
     return RidgeStats(n, mx + x0, my + y0, cxx, cxy, cyy)
 
 
+def block_stats(
+    x: Float[Array, "group b d"], y: Float[Array, "group b k"], valid: Float[Array, "group b"]
+) -> RidgeStats:
+    """Statistics of rows already laid out by group (`valid` weighs padding out): one pass over the
+    rows, where `ridge_stats` with a group index costs one pass per group."""
+    n = valid.sum(1)
+    safe = jnp.maximum(n, 1.0)
+    x0 = jnp.einsum("gb,gbi->i", valid, x) / jnp.maximum(n.sum(), 1.0)
+    y0 = jnp.einsum("gb,gbi->i", valid, y) / jnp.maximum(n.sum(), 1.0)
+    xc, yc = (x - x0) * valid[..., None], (y - y0) * valid[..., None]
+    mx, my = xc.sum(1) / safe[:, None], yc.sum(1) / safe[:, None]
+    cxx = jnp.einsum("gbi,gbj->gij", xc, xc) - n[:, None, None] * mx[:, :, None] * mx[:, None, :]
+    cxy = jnp.einsum("gbi,gbj->gij", xc, yc) - n[:, None, None] * mx[:, :, None] * my[:, None, :]
+    cyy = jnp.sum(yc**2, 1) - n[:, None] * my**2
+    return RidgeStats(n, mx + x0, my + y0, cxx, cxy, cyy)
+
+
 def merge(a: RidgeStats, b: RidgeStats) -> RidgeStats:
     """Statistics of the union of the data behind `a` and `b`, group by group (Chan et al.)."""
     n = a.n + b.n
@@ -249,14 +266,27 @@ def fit_sweep(
 
 
 @eqx.filter_jit
-def _batch_stats(model, xs, targets, groups, names: tuple[str, ...], positions, n_groups: int):
-    """Statistics `[layer * pos, group, ...]` of one batch of prompts at the resid sites."""
+def _batch_stats(model, xs, targets, valid, names: tuple[str, ...], positions, n_groups: int):
+    """Statistics `[layer * pos, group, ...]` of one batch of prompts at the resid sites (row r in
+    group r % n_groups)."""
     _, cache = jax.vmap(lambda x: run_with_cache(model, x, names))(xs)
     acts = jnp.stack([cache[n][:, positions] for n in names])  # [layer, batch, pos, d]
-    acts = jnp.moveaxis(acts, 2, 1).reshape(-1, xs.shape[0], acts.shape[-1])  # [site, batch, d]
-    tg = jnp.moveaxis(targets[:, positions], 1, 0)  # [pos, batch, 2k]
-    tg = jnp.broadcast_to(tg[None], (len(names), *tg.shape)).reshape(-1, *tg.shape[1:])
-    return jax.vmap(lambda a, t: ridge_stats(a, t, groups, n_groups))(acts, tg)
+    block = xs.shape[0] // n_groups
+    # Row r of the batch is in group r % n_groups: [site, block, group, .] -> [site, group, block, .]
+    acts = jnp.moveaxis(acts, 2, 1).reshape(-1, block, n_groups, acts.shape[-1]).swapaxes(1, 2)
+    tg = jnp.moveaxis(targets[:, positions], 1, 0)  # [pos, batch, k]
+    tg = jnp.broadcast_to(tg[None], (len(names), *tg.shape)).reshape(-1, block, n_groups, tg.shape[-1]).swapaxes(1, 2)
+    return jax.vmap(lambda a, t: block_stats(a, t, valid.reshape(block, n_groups).T))(acts, tg)
+
+
+def sweep_groups(key: PRNGKeyArray, n: int, n_folds: int, batch_size: int) -> tuple[Int[Array, " n"], Int[Array, " n"], int]:
+    """How `probe_resid` splits `n` prompts: the order they stream in (a random permutation), each
+    prompt's group (the `i`-th prompt streamed is in group `i % (n_folds + 1)`; folds `0..n_folds-1`,
+    held out `n_folds`), and the batch size used (rounded up to a multiple of `n_folds + 1`, so that
+    every batch holds equal blocks of every group). The split does not depend on the batch size."""
+    g = n_folds + 1
+    order = jax.random.permutation(key, n)
+    return order, jnp.zeros(n, int).at[order].set(jnp.arange(n) % g), -(-batch_size // g) * g
 
 
 def probe_resid(
@@ -270,7 +300,6 @@ def probe_resid(
     component: str = "resid_post",
     lams: Sequence[float] = DEFAULT_LAMS,
     n_folds: int = 5,
-    test_fraction: float = 0.2,
     batch_size: int = 512,
     control: bool = True,
 ) -> ProbeSweep:
@@ -278,8 +307,9 @@ def probe_resid(
 
     **Arguments:** `xs` prompts `[n, seq]` (or `[n, seq, d_input]`); `targets [n, seq, k]`;
     `component` a residual hook (`resid_pre`, `resid_mid`, `resid_post`); `key` splits prompts into
-    folds and the held-out split and draws the control permutation. Prompts stream through the model
-    `batch_size` at a time; only the statistics `[site, fold, d_model, d_model]` are kept.
+    `n_folds` folds and a held-out split of the same size (`sweep_groups`) and draws the control
+    permutation. Prompts stream through the model `batch_size` at a time (rounded up to a multiple of
+    `n_folds + 1`); only the statistics `[site, group, d_model, d_model]` are kept.
     `control=False` skips the shuffled control (its scores come back as NaN).
     """
     n, seq = xs.shape[0], xs.shape[1]
@@ -289,21 +319,21 @@ def probe_resid(
     positions = tuple(range(seq)) if positions is None else tuple(positions)
     names = tuple(sites.Site(l, component).name for l in layers)
     k_split, k_control = jax.random.split(key)
-    groups = split_groups(k_split, n, n_folds, test_fraction)
+    order, _, batch_size = sweep_groups(k_split, n, n_folds, batch_size)
     both = jnp.concatenate([targets, shuffled_control(k_control, targets)], -1) if control else targets
     pos = jnp.asarray(positions)
-    pad = -n % batch_size  # padded prompts get group -1, which no statistic counts: one compile
-    xs, both = (jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (xs, both))
-    groups_padded = jnp.concatenate([groups, jnp.full(pad, -1, groups.dtype)])
+    pad = -n % batch_size  # padded prompts carry weight 0: one compile for every batch
+    xs, both = (jnp.concatenate([a[order], jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (xs, both))
+    valid = (jnp.arange(n + pad) < n).astype(both.dtype)
     stats = None
     for start in range(0, n + pad, batch_size):
         sl = slice(start, start + batch_size)
-        batch = _batch_stats(model, xs[sl], both[sl], groups_padded[sl], names, pos, n_folds + 1)
+        batch = _batch_stats(model, xs[sl], both[sl], valid[sl], names, pos, n_folds + 1)
         stats = batch if stats is None else merge_sites(stats, batch)
     r2, lam = fit_sweep(stats, lams, n_folds, targets.shape[-1], 2 if control else 1)
     r2, control_r2, lam = r2[:, 0], r2[:, 1] if control else jnp.full_like(r2[:, 0], jnp.nan), lam[:, 0]
     shape, axes, labels = (len(layers), len(positions)), ("layer", "pos"), (layers, positions)
-    n_test = int((groups == n_folds).sum())
+    n_test = int(stats.n[0, n_folds])
     return ProbeSweep(Named(r2.reshape(shape), axes, labels), Named(control_r2.reshape(shape), axes, labels),
                       Named(lam.reshape(shape), axes, labels), n - n_test, n_test)
 

@@ -21,3 +21,4 @@ from .results import PatchResult as PatchResult
 from .results import heatmap as heatmap
 from .results import layer_head_heatmap as layer_head_heatmap
 from .results import pos_layer_heatmap as pos_layer_heatmap
+from . import probes as probes

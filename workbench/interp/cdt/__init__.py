@@ -12,6 +12,7 @@ from .scores import clean_cache as clean_cache
 from .scores import contributions as contributions
 from .scores import decompose as decompose
 from .scores import heatmap as heatmap
+from .scores import rank_correlation as rank_correlation
 from .scores import top_sources as top_sources
 from .sources import head_sources as head_sources
 from .sources import input_sources as input_sources

@@ -51,9 +51,10 @@ def activation(pair: Pair, act, total_post: Array | None = None, shapley: bool =
     beta, gamma = pair
     post = act(beta + gamma) if total_post is None else total_post
     gamma_post = act(gamma)
-    if not shapley:
-        return post - gamma_post, gamma_post
-    beta_post = 0.5 * ((post - gamma_post) + (act(beta) - act(jnp.zeros_like(beta))))
+    if not shapley:  # where beta is exactly 0 so is beta' (a fused act(beta + gamma) may round apart from act(gamma))
+        beta_post = jnp.where(beta == 0, 0.0, post - gamma_post)
+        return beta_post, post - beta_post
+    beta_post = jnp.where(beta == 0, 0.0, 0.5 * ((post - gamma_post) + (act(beta) - act(jnp.zeros_like(beta)))))
     return beta_post, post - beta_post
 
 

@@ -50,14 +50,20 @@ def decompose(
     `workbench.interp.site_set`). `record`: hook names to return (and `"logits"`). `fast`: the cached walk
     from the first source layer (the reference propagation from the embedding otherwise)."""
     record = frozenset(record) | {OUTPUT}
+    start = None
     if fast:
-        groups = by_start_layer(model.config, SiteGrid({n: m[None] for n, m in masks.items()}, ("source",), ((0,),)))
-        start = groups[0][0]
-        _, pairs = walk(model, x, masks, reference, clean=clean_cache(model, x), start=start, fixed=fixed,
-                        cleanup=cleanup, record=record, shapley=shapley)
-    else:
-        _, pairs = walk(model, x, masks, reference, fixed=fixed, cleanup=cleanup, record=record, shapley=shapley)
+        grid = SiteGrid({n: m[None] for n, m in masks.items()}, ("source",), ((0,),))
+        start = by_start_layer(model.config, grid)[0][0]
+    pairs = _decompose(model, x, dict(masks), reference, start, fixed, cleanup, shapley, record)
     return Decomposition({n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()})
+
+
+@eqx.filter_jit
+def _decompose(model, x, masks, reference, start, fixed, cleanup, shapley, record):
+    clean = None if start is None else clean_cache(model, x)
+    _, pairs = walk(model, x, masks, reference, clean=clean, start=start or 0, fixed=fixed, cleanup=cleanup,
+                    record=record, shapley=shapley)
+    return pairs
 
 
 class CDTResult(eqx.Module):
@@ -163,3 +169,22 @@ def top_sources(named: Named, k: int) -> list[tuple]:
     values = np.abs(np.asarray(named.values)).ravel()
     order = np.argsort(-values, kind="stable")[:k]
     return [tuple(named.labels[a][i] for a, i in enumerate(np.unravel_index(j, named.values.shape))) for j in order]
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two score arrays (ties get their average rank)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    for value in np.unique(x):  # average rank over ties
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks

@@ -8,7 +8,10 @@ from workbench.interp import Named, heatmap
 
 
 def _spread(values) -> tuple[float, float]:
-    values = np.asarray(values, float)
+    values = np.asarray([np.nan if v is None else v for v in values], float)
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    values = values[~np.isnan(values)]
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
@@ -103,7 +106,8 @@ def analyse(config, runs, programs) -> Analysis:
     for name, recs in parts.items():
         (m, s), (c, _), (p, _) = _spread(rho[name]), _spread([r["cdt_seconds"] for r in recs]), \
             _spread([r["patching_seconds"] for r in recs])
-        lines.append(f"| {name} | {m:.3f} ± {s:.3f} | {c:.3g} | {p:.3g} |")
+        rho_text = "undefined (all patching effects tied)" if np.isnan(m) else f"{m:.3f} ± {s:.3f}"
+        lines.append(f"| {name} | {rho_text} | {c:.3g} | {p:.3g} |")
     gpt = _spread([r["gpt_share"] for r in lsa])[0]
     notes = (
         "\n\n**Notes.** With the authors' GPT attention rule (`z_beta = A_beta v_beta`, the pattern itself "

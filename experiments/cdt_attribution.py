@@ -85,6 +85,11 @@ def _timed(fn):
     return out, time.perf_counter() - started
 
 
+def _finite(x: float) -> float | None:
+    """None for an undefined correlation (all scores tied), so the JSON record stays standard."""
+    return x if np.isfinite(x) else None
+
+
 def _lsa(config: Config, run: SeedRun) -> tuple[list[Check], dict]:
     prompts, eta = models.lsa_prompts(config.lsa_d, config.lsa_n, run.key("lsa"), config.lsa_prompts)
     model = models.lsa_transformer(config.lsa_d, config.lsa_n, eta)
@@ -171,7 +176,7 @@ def _rasp(config: Config, run: SeedRun) -> tuple[list[Check], dict]:
                             "heads (nonzero score) for the output"))
         extras[name] = {"nodes": [n.name for n in nodes], "cdt": scores.tolist(), "patching": effect.tolist(),
                         "truth": sorted(n.name for n in program.circuit.nodes if n.kind in ("attn", "mlp")),
-                        "spearman": cdt.rank_correlation(scores, effect), "cdt_seconds": cdt_s,
+                        "spearman": _finite(cdt.rank_correlation(scores, effect)), "cdt_seconds": cdt_s,
                         "patching_seconds": patch_s}
     return checks, extras
 

@@ -64,3 +64,22 @@ class MSE(AbstractMetric):
     def __call__(self, out, clean_out):
         target = clean_out if self.target is None else self.target
         return jnp.mean((out - target) ** 2)
+
+
+class Output(AbstractMetric):
+    """`out[position, index]`: one logit, or a regression output (`index=0`)."""
+
+    index: int = eqx.field(static=True, default=0)
+    position: int = eqx.field(static=True, default=-1)
+
+    def __call__(self, out, clean_out):
+        return out[self.position, self.index]
+
+
+class L1(AbstractMetric):
+    """Mean |out| over positions and outputs (at `position` only, if set): a size with no sign to cancel."""
+
+    position: int | None = eqx.field(static=True, default=None)
+
+    def __call__(self, out, clean_out):
+        return jnp.abs(out if self.position is None else out[self.position]).mean()

@@ -1,0 +1,107 @@
+"""Figures and tables of the markov-icl experiment, drawn from its run folders."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import plotly.graph_objects as go
+
+from workbench.core.results import Analysis
+from workbench.interp import Named, layer_head_heatmap, pos_layer_heatmap
+
+from ._base import SeedRun, curves
+from ._progress import COLORS, head_label, progress_figure
+
+
+def _kl_figure(runs: list[SeedRun]) -> go.Figure:
+    fig = go.Figure()
+    for i, (name, label) in enumerate((("kl_unigram", "unigram estimator"), ("kl_bigram", "bigram estimator"))):
+        steps, values = curves(runs, "eval", name)
+        mean, lo, hi = values.mean(0), values.min(0), values.max(0)
+        fig.add_scatter(x=np.r_[steps, steps[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", line_width=0,
+                        fillcolor=COLORS[i + 1], opacity=0.2, hoverinfo="skip", showlegend=False)
+        fig.add_scatter(x=steps, y=mean, name=f"KL(model vs {label})", line_color=COLORS[i + 1])
+    fig.update_layout(title="Distance to the estimators during training", xaxis_title="training step",
+                      yaxis_title="KL(estimator || model), nats per token", yaxis_type="log",
+                      template="plotly_white", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def _attribution_figure(report: dict) -> go.Figure:
+    act, attr = np.ravel(report["activation"]), np.ravel(report["attribution"])
+    n_layers, n_heads, seq = np.shape(report["activation"])
+    labels = [f"a{l}.h{h}@{p}" for l in range(n_layers) for h in range(n_heads) for p in range(seq)]
+    layer = np.repeat(np.arange(n_layers), n_heads * seq)
+    fig = go.Figure()
+    for l in range(n_layers):
+        fig.add_scatter(x=act[layer == l], y=attr[layer == l], mode="markers", name=f"layer {l} heads",
+                        text=[t for t, k in zip(labels, layer) if k == l], marker=dict(size=5, color=COLORS[l]))
+    lim = [min(act.min(), attr.min()), max(act.max(), attr.max())]
+    fig.add_scatter(x=lim, y=lim, mode="lines", line=dict(color="#7f7f7f", dash="dash"), name="y = x")
+    fig.update_layout(title=f"Attribution vs activation patching (Spearman {report['attribution_spearman']:.3f})",
+                      xaxis_title="activation patching: Δ loss", yaxis_title="attribution patching: Δ loss",
+                      template="plotly_white", width=620, height=520)
+    return fig
+
+
+def _heatmaps(report: dict) -> tuple[dict, dict]:
+    n_layers, n_heads, seq = np.shape(report["activation"])
+    heads = Named(jnp.asarray(report["head_ablation"]), ("layer", "head"), (tuple(range(n_layers)), tuple(range(n_heads))))
+    act = Named(jnp.asarray(np.sum(report["activation"], 1)), ("layer", "pos"), (tuple(range(n_layers)), tuple(range(seq))))
+    return (layer_head_heatmap(heads, "Mean-ablating each head: rise in next-token loss (nats)"),
+            pos_layer_heatmap(act, "Patching each head output (z) from another chain, by position: Δ loss"))
+
+
+def _fmt(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else (
+        f"{x:d}" if isinstance(x, int) else f"{x:.4f}")
+
+
+def _table(runs: list[SeedRun], extras: list[dict]) -> str:
+    lines = ["| seed | transition step | plateau loss | final loss | unigram est. | bigram est. | prev-token a0 | "
+             "induction a1 | path a0→a1 q / k / v (Δ loss) | attribution Spearman |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for run, e in zip(runs, extras):
+        ph, est, rep = e["phases"], e["estimators"], e["patching"]
+        p = rep["paths"]
+        lines.append(f"| {run.seed} | {_fmt(ph['transition_step'])} | {_fmt(ph['plateau_loss'])} | "
+                     f"{_fmt(ph['final_loss'])} | {est['unigram']:.4f} | {est['bigram']:.4f} | "
+                     f"{rep['prev_token_l0']:.3f} | {rep['induction_l1']:.3f} | "
+                     f"{p['q']:.4f} / {p['k']:.4f} / {p['v']:.4f} | {rep['attribution_spearman']:.3f} |")
+    return "\n".join(lines)
+
+
+def analyse(config, runs: list[SeedRun], head: tuple[int, int]) -> Analysis:
+    """The page: loss with the estimators and progress measures, KL curves, patching figures, per-seed table."""
+    extras = [run.read_json("extras") for run in runs]
+    est = {k: float(np.mean([e["estimators"][k] for e in extras])) for k in ("uniform", "unigram", "bigram")}
+    ind = head_label(*head)
+    measures = [("prev_token.a0.h0", "previous-token score a0.h0"), (f"induction.{ind}", f"induction score {ind}"),
+                (f"sink.{ind}", f"sink mass {ind}"), (f"ablation.{ind}", f"mean-ablation Δ loss {ind} (nats)")]
+    progress = progress_figure(
+        runs, measures, transitions=[e["phases"]["transition_step"] for e in extras],
+        references={"uniform": est["uniform"], "in-context unigram": est["unigram"],
+                    "bigram (Bayes)": est["bigram"]},
+        title="Eval loss against the estimators, and progress measures (transition: steepest drop below unigram)")
+    heads, positions = _heatmaps(extras[0]["patching"])
+    figures = {"progress": json.loads(progress.to_json()), "kl": json.loads(_kl_figure(runs).to_json()),
+               "head_ablation": heads, "position_patching": positions,
+               "attribution": json.loads(_attribution_figure(extras[0]["patching"]).to_json())}
+    captions = {
+        "progress": "Top: eval loss (mean and min–max over seeds) against the uniform, in-context unigram and "
+                    "Bayes bigram estimators on the same sequences. Bottom: progress measures at each eval step. "
+                    "Dotted lines: each seed's transition step, the steepest drop of the smoothed loss "
+                    f"(moving average of {config.smooth_window} evals) below the unigram loss.",
+        "kl": "KL from each estimator to the model: near the unigram estimator on the plateau, then the bigram.",
+        "head_ablation": f"Seed {runs[0].seed}: the rise in loss when each head's output is replaced by its mean.",
+        "position_patching": f"Seed {runs[0].seed}: each head output at each position patched from a chain "
+                             "with another transition matrix.",
+        "attribution": f"Seed {runs[0].seed}: attribution patching (one backward pass) against activation patching "
+                       "over every head and position.",
+    }
+    note = ("\n\n**Definitions.** Plateau loss: the smoothed eval loss at its flattest point between the step "
+            "where it has covered half of the drop from the uniform to the unigram loss and the transition "
+            "step. Path patching: the prev-token head of layer 0 patched from the corrupted chain into only "
+            "the queries, keys or values of layer 1, every other path frozen at the clean run.\n")
+    return Analysis(figures=figures, captions=captions,
+                    markdown="## Per-seed numbers\n\n" + _table(runs, extras) + note)

@@ -82,7 +82,7 @@ def analyse(config, runs: list[SeedRun], head: tuple[int, int]) -> Analysis:
         runs, measures, transitions=[e["phases"]["transition_step"] for e in extras],
         references={"uniform": est["uniform"], "in-context unigram": est["unigram"],
                     "bigram (Bayes)": est["bigram"]},
-        title="Eval loss against the estimators, and progress measures (transition: steepest drop below unigram)")
+        title="Eval loss against the estimators, and progress measures (dotted: transition step)")
     heads, positions = _heatmaps(extras[0]["patching"])
     figures = {"progress": json.loads(progress.to_json()), "kl": json.loads(_kl_figure(runs).to_json()),
                "head_ablation": heads, "position_patching": positions,
@@ -90,8 +90,8 @@ def analyse(config, runs: list[SeedRun], head: tuple[int, int]) -> Analysis:
     captions = {
         "progress": "Top: eval loss (mean and min–max over seeds) against the uniform, in-context unigram and "
                     "Bayes bigram estimators on the same sequences. Bottom: progress measures at each eval step. "
-                    "Dotted lines: each seed's transition step, the steepest drop of the smoothed loss "
-                    f"(moving average of {config.smooth_window} evals) below the unigram loss.",
+                    "Dotted lines: each seed's transition step, from which the model stays closer to the bigram "
+                    f"than to the unigram estimator (KLs smoothed over {config.smooth_window} evals).",
         "kl": "KL from each estimator to the model: near the unigram estimator on the plateau, then the bigram.",
         "head_ablation": f"Seed {runs[0].seed}: the rise in loss when each head's output is replaced by its mean.",
         "position_patching": f"Seed {runs[0].seed}: each head output at each position patched from a chain "
@@ -99,9 +99,9 @@ def analyse(config, runs: list[SeedRun], head: tuple[int, int]) -> Analysis:
         "attribution": f"Seed {runs[0].seed}: attribution patching (one backward pass) against activation patching "
                        "over every head and position.",
     }
-    note = ("\n\n**Definitions.** Plateau loss: the smoothed eval loss at its flattest point between the step "
-            "where it has covered half of the drop from the uniform to the unigram loss and the transition "
-            "step. Path patching: the prev-token head of layer 0 patched from the corrupted chain into only "
+    note = ("\n\n**Definitions.** Plateau loss: the smoothed eval loss at the step where the smoothed KL from "
+            "the unigram estimator to the model is smallest. Transition step: the step from which the smoothed KL "
+            "to the bigram estimator stays below the smoothed KL to the unigram estimator. Path patching: the prev-token head of layer 0 patched from the corrupted chain into only "
             "the queries, keys or values of layer 1, every other path frozen at the clean run.\n")
     return Analysis(figures=figures, captions=captions,
                     markdown="## Per-seed numbers\n\n" + _table(runs, extras) + note)

@@ -13,9 +13,11 @@ Names in the log: `prev_token.a{l}.h{h}`, `induction.a{l}.h{h}`, `sink.a{l}.h{h}
 `ablation.a{l}.h{h}` (mean ablation of the chosen head: the rise in the next-token loss).
 
 **Transition step** (`transition_step`): the eval step where the loss, smoothed by a centred moving
-average of `window` evals, falls fastest (most negative slope per step), among the steps where the
-smoothed loss is below `below` (to skip the first drop from the uniform predictor). A curve with
-no drop below `below` has no transition (None).
+average of `window` evals, falls fastest (most negative slope per step), at or after a step `after`
+(an experiment passes the end of an earlier phase, e.g. the plateau, to skip the first drop from
+the uniform predictor). Where two reference predictors bound the phases, `crossing_step` gives the
+step from which the model stays closer to the second (e.g. KL to the bigram estimator below the KL
+to the unigram estimator).
 """
 
 from collections.abc import Sequence
@@ -83,14 +85,24 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.array([values[max(0, i - half): i + half + 1].mean() for i in range(len(values))])
 
 
-def transition_step(steps: np.ndarray, loss: np.ndarray, *, window: int = 5, below: float = np.inf) -> int | None:
-    """The step of the steepest drop of the smoothed loss where it is below `below` (None if it never is)."""
+def transition_step(steps: np.ndarray, loss: np.ndarray, *, window: int = 5, after: int | None = None) -> int | None:
+    """The step of the steepest drop of the smoothed loss, at or after step `after` (None if no step is)."""
+    steps = np.asarray(steps)
     s = smooth(np.asarray(loss, float), window)
-    slope = np.gradient(s, np.asarray(steps, float))
-    ok = s < below
+    slope = np.gradient(s, steps.astype(float))
+    ok = steps >= (steps[0] if after is None else after)
     if not ok.any():
         return None
     return int(steps[np.where(ok, slope, np.inf).argmin()])
+
+
+def crossing_step(steps: np.ndarray, a: np.ndarray, b: np.ndarray, *, window: int = 5) -> int | None:
+    """The first step from which the smoothed curve `a` stays below the smoothed `b` (None if it ends above)."""
+    below = smooth(np.asarray(a, float), window) < smooth(np.asarray(b, float), window)
+    if not below[-1]:
+        return None
+    above = np.flatnonzero(~below)
+    return int(steps[above[-1] + 1]) if above.size else int(steps[0])
 
 
 def steepest_rise(steps: np.ndarray, values: np.ndarray, *, window: int = 5) -> int:

@@ -27,7 +27,7 @@ from workbench.train import Schedule, checkpoint, train, unstack
 from . import _markov_icl_figures as figures
 from . import _markov_icl_patching as patching
 from ._base import Experiment, SeedRun
-from ._progress import next_token_targets, progress_measures, smooth, steepest_rise, transition_step
+from ._progress import crossing_step, next_token_targets, progress_measures, smooth, steepest_rise
 
 TITLE = "In-context Markov chains: the statistical induction head"
 PAPER = "Edelman, Edelman, Goel, Malach & Tsilivis 2024, *The Evolution of Statistical Induction Heads* (NeurIPS)"
@@ -160,28 +160,27 @@ def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
             for i in range(len(runs))]
 
 
-def phases(config: Config, run: SeedRun, est: dict[str, float]) -> dict[str, float | int | None]:
-    """Transition step, plateau loss and the step where the induction score rises fastest.
+def phases(config: Config, run: SeedRun) -> dict[str, float | int | None]:
+    """Plateau, transition step, and the step where the induction score rises fastest.
 
-    The plateau is the smoothed loss at its flattest point between the first step where the smoothed
-    loss has covered half the way from the uniform to the unigram loss and the transition step.
+    The plateau is where the model is closest to the in-context unigram estimator (smoothed KL to it
+    smallest); the transition is the step from which the model stays closer to the bigram estimator
+    than to the unigram one (smoothed KLs cross).
     """
+    w = config.smooth_window
     steps, loss = run.curve("eval", "loss")
-    s = smooth(loss, config.smooth_window)
-    t_star = transition_step(steps, loss, window=config.smooth_window, below=est["unigram"])
-    left = np.flatnonzero(s < (est["uniform"] + est["unigram"]) / 2)
-    plateau = None
-    if t_star is not None and left.size and steps[left[0]] < t_star:
-        window = (steps >= steps[left[0]]) & (steps < t_star)
-        slope = np.abs(np.gradient(s, steps.astype(float)))
-        plateau = float(s[window][slope[window].argmin()])
+    _, kl_unigram = run.curve("eval", "kl_unigram")
+    _, kl_bigram = run.curve("eval", "kl_bigram")
+    t_plateau = int(steps[smooth(kl_unigram, w).argmin()])
+    t_star = crossing_step(steps, kl_bigram, kl_unigram, window=w)
     ind_steps, ind = run.curve("eval", f"induction.a{HEAD[0]}.h{HEAD[1]}")
-    return {"transition_step": t_star, "plateau_loss": plateau, "induction_rise_step": steepest_rise(
-        ind_steps, ind, window=config.smooth_window), "final_loss": float(loss[-1])}
+    return {"plateau_step": t_plateau, "plateau_loss": float(smooth(loss, w)[steps == t_plateau][0]),
+            "transition_step": t_star, "induction_rise_step": steepest_rise(ind_steps, ind, window=w),
+            "final_loss": float(loss[-1])}
 
 
 def _finish(config: Config, model: Transformer, est: dict[str, float], run: SeedRun) -> list[Check]:
-    ph = phases(config, run, est)
+    ph = phases(config, run)
     _, kl = run.curve("eval", "kl_bigram")
     keys = run.keys("patch", 2)
     task = make_task(config)
@@ -191,8 +190,8 @@ def _finish(config: Config, model: Transformer, est: dict[str, float], run: Seed
     nan = float("nan")
     lag = nan if ph["transition_step"] is None else abs(ph["induction_rise_step"] - ph["transition_step"]) / config.steps
     return [
-        Check("plateau_loss", est["unigram"], nan if ph["plateau_loss"] is None else ph["plateau_loss"], 0.02,
-              "smoothed eval loss at the flattest point before the transition vs the in-context unigram "
+        Check("plateau_loss", est["unigram"], ph["plateau_loss"], 0.02,
+              "smoothed eval loss where the model is closest to the unigram estimator (smallest KL) vs that "
               "estimator's loss on the same sequences (0.579 at k = 2, T = 100)"),
         Check("final_loss", est["bigram"], ph["final_loss"], 0.01,
               "final eval loss vs the Bayes-optimal bigram estimator's (0.511 at k = 2, T = 100; paper: <= 0.52)"),

@@ -59,8 +59,11 @@ def test_patching_invariants_on_the_trained_model(tiny):
 def test_transition_and_plateau_on_a_synthetic_curve():
     steps = np.arange(0, 2001, 20)
     loss = 0.58 - 0.07 / (1 + np.exp(-(steps - 1200) / 40)) + 0.11 * np.exp(-steps / 60)
-    assert abs(_progress.transition_step(steps, loss, window=5, below=0.58) - 1200) <= 20
-    assert _progress.transition_step(steps, loss + 1, below=0.58) is None
+    assert _progress.transition_step(steps, loss, window=5) <= 40  # the first drop, from the uniform predictor
+    assert abs(_progress.transition_step(steps, loss, window=5, after=400) - 1200) <= 20
+    assert _progress.transition_step(steps, loss, after=3000) is None
+    a, b = np.where(steps < 700, 1.0, 0.0), np.full(len(steps), 0.5)
+    assert _progress.crossing_step(steps, a, b, window=1) == 700 and _progress.crossing_step(steps, b, a) is None
     rise = 1 / (1 + np.exp(-(steps - 1100) / 40))
     assert abs(_progress.steepest_rise(steps, rise) - 1100) <= 20
 

@@ -8,7 +8,7 @@ from workbench.experiments._base import SeedRun
 from workbench.interp import Loss, activation_patching, site_grid
 from workbench.run.runner import group_dir, run_experiment
 
-TINY = ["steps=40", "seq_len=16", "eval_size=32", "patch_prompts=8", "eval_every=10", "log_every=10",
+TINY = ["steps=40", "seq_len=16", "eval_size=32", "progress_prompts=16", "patch_prompts=8", "eval_every=10", "log_every=10",
         "ckpt_every=20", "smooth_window=3"]
 
 
@@ -59,7 +59,7 @@ def test_patching_invariants_on_the_trained_model(tiny):
 def test_transition_and_plateau_on_a_synthetic_curve():
     steps = np.arange(0, 2001, 20)
     loss = 0.58 - 0.07 / (1 + np.exp(-(steps - 1200) / 40)) + 0.11 * np.exp(-steps / 60)
-    assert _progress.transition_step(steps, loss, window=5) <= 40  # the first drop, from the uniform predictor
+    assert _progress.transition_step(steps, loss, window=5) <= 100  # the first drop, from the uniform predictor
     assert abs(_progress.transition_step(steps, loss, window=5, after=400) - 1200) <= 20
     assert _progress.transition_step(steps, loss, after=3000) is None
     a, b = np.where(steps < 700, 1.0, 0.0), np.full(len(steps), 0.5)
@@ -77,6 +77,7 @@ def test_spearman_with_ties():
 def test_presets_are_complete_and_quick_is_small():
     presets = markov_icl.EXPERIMENT.presets
     assert set(presets) == {"quick", "default", "paper"}
-    default = presets["default"]
-    assert (default.n_symbols, default.seq_len, default.d_model, default.batch_size, default.lr) == (2, 100, 16, 64, 5e-4)
+    paper, default = presets["paper"], presets["default"]
+    assert (paper.n_symbols, paper.seq_len, paper.d_model, paper.n_heads, paper.batch_size, paper.steps, paper.lr,
+            paper.weight_decay) == (2, 100, 16, 1, 64, 2000, 5e-4, 0.1)
     assert presets["quick"].steps * presets["quick"].eval_size <= default.steps * default.eval_size

@@ -48,9 +48,11 @@ SEEDS = [0]
 
 # %% [markdown]
 # ## 1. Train (or reuse a finished run) and read the checks
+# Runs live in `runs/markov-icl/<config-hash>-vmap/seed-<s>/` (seeds vmapped, as `make report`
+# trains them); a finished seed is not trained again.
 
 # %%
-summary = run_experiment("markov-icl", preset=PRESET, seeds=SEEDS, out=RUNS)
+summary = run_experiment("markov-icl", preset=PRESET, seeds=SEEDS, out=RUNS, vmap=True)
 for c in summary.checks:
     print(f"{c.name:30s} paper {c.check.paper:.4g}  ours {c.check.ours:.4g}  tol {c.check.tolerance:.3g}  "
           f"{'pass' if c.passed else 'MISS'}")
@@ -63,7 +65,7 @@ for c in summary.checks:
 # drop of the smoothed loss below the unigram loss.
 
 # %%
-group = group_dir(RUNS, "markov-icl", summary.config_hash, vmap=False)
+group = group_dir(RUNS, "markov-icl", summary.config_hash, vmap=True)
 pio.from_json((group / "figures" / "progress.json").read_text()).show()
 run = SeedRun(SEEDS[0], group / f"seed-{SEEDS[0]}")
 print("phases:", run.read_json("extras")["phases"])

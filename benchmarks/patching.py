@@ -1,17 +1,18 @@
-"""Activation patching: the full layer x head x position matrix in one vmapped call against a loop.
+"""Activation patching: the full layer x head x position matrix of the markov-icl model in one vmapped call
+against a loop.
 
-The model has the in-context Markov chain shape (Edelman et al. 2024, scaled up to 4 heads): two
-attention-only layers, d_model 64, 4 heads of d_head 16, LayerNorm, learned positions, on chains of
-3 symbols and 64 tokens (`DirichletMarkovICL(n_symbols=3, seq_len=64)`). The model is freshly
-initialised: the cost does not depend on the weights. 64 clean prompts are paired with 64 corrupted
-ones (other chains); the metric is the next-token loss. The sites are every head output (`z`) at
-every layer, head and position: 2 x 4 x 64 = 512 sites, each a forward pass on all 64 prompts.
+The model is the `markov-icl` experiment's (Edelman et al. 2024, `wb run markov-icl --preset default`):
+two attention-only layers, d_model 16, one head, on in-context Markov chains of 2 symbols and 100
+tokens. The trained seed-0 checkpoint of that run is used when it exists under `$WB_RUNS` (default
+`runs/`); otherwise the same architecture freshly initialised (the cost does not depend on the
+weights; `results[0]["weights"]` says which). 64 clean prompts are paired with 64 corrupted ones
+(chains of other tables); the metric is the next-token loss. The sites are every head output (`z`)
+at every layer, head and position: 2 x 1 x 100 = 200 sites, each a forward pass on all 64 prompts.
 
 - `batched`: `workbench.interp.activation_patching` on the whole grid, one jitted program including
   the corrupted cache and both baselines. On a GPU all sites are vmapped at once; on CPU the sites
   run in blocks of `CHUNK = 1` inside the program (`jax.lax.map`): the 64 prompts already fill the
-  cores, and wider site blocks only add memory traffic (measured: blocks of 8 or 32 sites were
-  3-4x slower than blocks of 1 on a 2-core machine).
+  cores, and wider site blocks only add memory traffic.
 - `loop`: the corrupted cache and the clean run once, then one call per site of a jitted
   `run_with_hooks` on the 64 prompts (head and position are array arguments, so it compiles once
   per layer); the per-site metric is fetched, as a sweep would.
@@ -31,17 +32,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from workbench.interp import Loss, activation_patching, site_grid
-from workbench.models import Transformer, TransformerConfig, run_with_cache, run_with_hooks, sites
-from workbench.tasks.markov import DirichletMarkovICL
+from pathlib import Path
 
-PROMPTS, SEQ, REPEATS = 64, 64, 5
+from workbench.core.config import config_hash
+from workbench.experiments import markov_icl
+from workbench.interp import Loss, activation_patching, site_grid
+from workbench.models import Transformer, run_with_cache, run_with_hooks, sites
+from workbench.run.runner import group_dir
+from workbench.train import checkpoint
+
+PROMPTS, REPEATS = 64, 5
 CHUNK = int(os.environ.get("WB_BENCH_CHUNK", "1" if jax.default_backend() == "cpu" else "0")) or None
-CONFIG = TransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=SEQ, d_vocab=3, attn_only=True)
+EXPERIMENT_CONFIG = markov_icl.EXPERIMENT.presets["default"]
+CONFIG = markov_icl.model_config(EXPERIMENT_CONFIG)
+SEQ = EXPERIMENT_CONFIG.seq_len
+
+
+def _model() -> tuple[Transformer, str]:
+    """The trained markov-icl model (seed 0 of the default preset) if its run exists, else a fresh one."""
+    runs = Path(os.environ.get("WB_RUNS", "runs"))
+    for vmap in (False, True):
+        seed_dir = group_dir(runs, "markov-icl", config_hash(EXPERIMENT_CONFIG), vmap) / "seed-0"
+        if checkpoint.steps(seed_dir):
+            return markov_icl.load_model(EXPERIMENT_CONFIG, seed_dir), f"trained ({seed_dir.parent.name}/seed-0)"
+    return Transformer(CONFIG, key=jax.random.key(0)), "fresh init (no finished markov-icl default run)"
 
 
 def _prompts():
-    task = DirichletMarkovICL(n_symbols=3, seq_len=SEQ)
+    task = markov_icl.make_task(EXPERIMENT_CONFIG)
     clean = task.sample(jax.random.key(1), PROMPTS).tokens
     corrupted = task.sample(jax.random.key(2), PROMPTS).tokens
     targets = jnp.concatenate([clean[:, 1:], jnp.full((PROMPTS, 1), -1, clean.dtype)], 1)
@@ -89,7 +107,7 @@ def _batched(model, clean, corrupted, metric) -> np.ndarray:
 
 
 def run() -> dict:
-    model = Transformer(CONFIG, key=jax.random.key(0))
+    model, weights = _model()
     clean, corrupted, metric = _prompts()
     args = (model, clean, corrupted, metric)
     batched, looped = _batched(*args), _loop(*args)  # warm-up (compiles)
@@ -100,7 +118,7 @@ def run() -> dict:
             fn(*args)
             times[name].append(time.perf_counter() - t)
     median = {name: statistics.median(ts) for name, ts in times.items()}
-    result = {"sites": int(batched.size), "prompts": PROMPTS, "seq": SEQ, "chunk": CHUNK, "seconds": median,
+    result = {"weights": weights, "sites": int(batched.size), "prompts": PROMPTS, "seq": SEQ, "chunk": CHUNK, "seconds": median,
               "max_abs_diff": float(np.abs(batched - looped).max())}
     machine = dict(platform=platform.platform(), backend=jax.default_backend(), devices=[str(d) for d in jax.devices()],
                    jax=jax.__version__, cpu_count=os.cpu_count(), load_average=os.getloadavg())

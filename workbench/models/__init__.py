@@ -8,6 +8,7 @@ from ._config import NORMALIZATION_TYPES as NORMALIZATION_TYPES
 from ._config import TransformerConfig as TransformerConfig
 from ._hooks import Cache as Cache
 from ._hooks import Hooks as Hooks
+from .causal_lsa import CausalLinearAttention as CausalLinearAttention
 from .lsa import LinearSelfAttention as LinearSelfAttention
 from .sites import Site as Site
 from .transformer import Transformer as Transformer

@@ -26,10 +26,11 @@ from workbench.tasks import ARProcess
 from workbench.tasks import predictors as P
 from workbench.tasks.regression_family import TrajectoryBatch
 from workbench.theory import ar_gd
-from workbench.train import Schedule, checkpoint, train, unstack
+from workbench.train import checkpoint
 
 from . import _icl_autoregressive_figures as figures
 from ._base import Experiment, SeedRun
+from ._task_group import sample_batch, train_on_tasks
 
 TITLE = "Autoregressively trained linear attention learns one GD step"
 PAPER = "Zheng, Xiao, Li et al. 2024, *On Mesa-Optimization in Autoregressively Trained Transformers* (NeurIPS)"
@@ -129,11 +130,6 @@ def _eval(models, batches):
 
 
 @eqx.filter_jit
-def _sample(task: ARProcess, key, batch_size: int) -> TrajectoryBatch:
-    return task.sample(key, batch_size)
-
-
-@eqx.filter_jit
 def _model_predictions(model: CausalLinearAttention, xs: jax.Array) -> jax.Array:
     return predictions(model, xs)
 
@@ -166,7 +162,7 @@ def measure(config: Config, models, eval_key) -> dict:
     fitted eta, OLS and the t -> infinity limit; the prediction cosine; the learned structure."""
     out = {"positions": list(range(1, config.seq_len - 1)), "d": config.d}
     for model, (dist, init) in zip(models, LAYERS, strict=True):
-        xs = _sample(make_task(config, dist), derive_key(eval_key, dist), config.eval_size).xs
+        xs = sample_batch(make_task(config, dist), derive_key(eval_key, dist), config.eval_size).xs
         target = np.asarray(xs[:, 2:], np.float64)
         pred = np.asarray(_model_predictions(model, xs), np.float64)
         g = ar_gd.gd_predictions(np.asarray(xs))[:, 1:-1]  # eta = 1
@@ -219,24 +215,10 @@ def _finish(config: Config, models, eval_key, run: SeedRun) -> list[Check]:
 
 
 def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
-    tasks = tuple(make_task(config, s) for s in X1_DISTS)
-    streams = [{name: r.key(name) for name in ("init", "data", "eval")} for r in runs]
-    models = eqx.filter_vmap(lambda k: _init(config, k))(jnp.stack([st["init"] for st in streams]))
-    eval_batches = [tuple(_sample(t, derive_key(st["eval"], f"train-{s}"), 2048) for s, t in zip(X1_DISTS, tasks))
-                    for st in streams]
-
-    def sample(key):
-        return tuple(t.sample(k, config.batch_size) for t, k in zip(tasks, jax.random.split(key, len(tasks))))
-
-    models = train(
-        models, make_optimizer(config), loss_fn, sample, data_keys=jnp.stack([st["data"] for st in streams]),
-        eval_fn=_eval, eval_data=jax.tree.map(lambda *xs: jnp.stack(xs), *eval_batches),
-        schedule=Schedule(config.steps, config.log_every, config.eval_every, config.ckpt_every),
-        seeds=[r.seed for r in runs], run_dirs=[r.dir for r in runs],
-        meta={"experiment": "icl-autoregressive", "config": dataclasses.asdict(config)},
-        label=f"icl-autoregressive seeds {','.join(str(r.seed) for r in runs)}",
-    )
-    return [_finish(config, unstack(models, i), streams[i]["eval"], runs[i]) for i in range(len(runs))]
+    tasks = {s: make_task(config, s) for s in X1_DISTS}
+    trained = train_on_tasks("icl-autoregressive", config, runs, tasks, lambda k: _init(config, k),
+                             make_optimizer(config), loss_fn, _eval, eval_size=2048)
+    return [_finish(config, models, eval_key, run) for (models, eval_key), run in zip(trained, runs, strict=True)]
 
 
 def load_models(config: Config, run_dir: Path) -> tuple[CausalLinearAttention, ...]:

@@ -24,11 +24,12 @@ from workbench.core.validate import check_float, check_int
 from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression, RegressionBatch
 from workbench.tasks.predictors import ols
-from workbench.train import Schedule, checkpoint, train, unstack
+from workbench.train import checkpoint
 from workbench.theory import zfb
 
 from . import _icl_zfb_figures as figures
 from ._base import Experiment, SeedRun
+from ._task_group import sample_batch, train_on_tasks
 
 TITLE = "Trained transformers learn linear models in context"
 PAPER = "Zhang, Frei & Bartlett 2024, *Trained Transformers Learn Linear Models In-Context* (JMLR 25)"
@@ -116,11 +117,6 @@ def _eval(models, batches):
 
 
 @eqx.filter_jit
-def _sample(task: LinearRegression, key, batch_size: int) -> RegressionBatch:
-    return task.sample(key, batch_size)
-
-
-@eqx.filter_jit
 def _errors(model: LinearSelfAttention, a_theory: jax.Array, batch: RegressionBatch, m: jax.Array) -> dict[str, jax.Array]:
     """Mean squared errors (and standard errors) of the model, the closed-form minimiser and OLS on the
     first `m` context points of each prompt (a traced length: one compile for every M)."""
@@ -138,24 +134,10 @@ def _errors(model: LinearSelfAttention, a_theory: jax.Array, batch: RegressionBa
 
 
 def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
-    tasks = tuple(make_task(s, config.n_points) for s in SPECTRA)
-    streams = [{name: r.key(name) for name in ("init", "data", "eval")} for r in runs]
-    models = eqx.filter_vmap(lambda k: _init(config, k))(jnp.stack([st["init"] for st in streams]))
-    eval_batches = [tuple(_sample(t, derive_key(st["eval"], f"train-{s}"), 4096) for s, t in zip(SPECTRA, tasks))
-                    for st in streams]
-
-    def sample(key):
-        return tuple(t.sample(k, config.batch_size) for t, k in zip(tasks, jax.random.split(key, len(tasks))))
-
-    models = train(
-        models, make_optimizer(config), loss_fn, sample, data_keys=jnp.stack([st["data"] for st in streams]),
-        eval_fn=_eval, eval_data=jax.tree.map(lambda *xs: jnp.stack(xs), *eval_batches),
-        schedule=Schedule(config.steps, config.log_every, config.eval_every, config.ckpt_every),
-        seeds=[r.seed for r in runs], run_dirs=[r.dir for r in runs],
-        meta={"experiment": "icl-zfb", "config": dataclasses.asdict(config)},
-        label=f"icl-zfb seeds {','.join(str(r.seed) for r in runs)}",
-    )
-    return [_finish(config, unstack(models, i), streams[i]["eval"], runs[i]) for i in range(len(runs))]
+    tasks = {s: make_task(s, config.n_points) for s in SPECTRA}
+    trained = train_on_tasks("icl-zfb", config, runs, tasks, lambda k: _init(config, k), make_optimizer(config),
+                             loss_fn, _eval, eval_size=4096)
+    return [_finish(config, models, eval_key, run) for (models, eval_key), run in zip(trained, runs, strict=True)]
 
 
 def measure(config: Config, models, eval_key) -> dict:
@@ -168,7 +150,7 @@ def measure(config: Config, models, eval_key) -> dict:
         rows = {k: [] for k in ("model", "model_se", "theory", "theory_se", "ols", "ols_se")}
         task = make_task(spectrum, max(PROMPT_LENGTHS), shift)
         for m in PROMPT_LENGTHS:
-            batch = _sample(task, derive_key(eval_key, f"{label}-{m}"), config.eval_size)
+            batch = sample_batch(task, derive_key(eval_key, f"{label}-{m}"), config.eval_size)
             for k, v in _errors(model, a_theory, batch, jnp.asarray(m, jnp.float32)).items():
                 rows[k].append(float(v))
         rows["formula"] = [zfb.expected_error(lam, config.n_points, m, lam_test) for m in PROMPT_LENGTHS]

@@ -32,18 +32,19 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from workbench.experiments import icl_zfb
-from workbench.run.runner import group_dir, run_experiment
+from workbench.run.runner import group_dir, make_config, run_experiment
 from workbench.theory import bayes, newton, zfb
 
 RUNS = Path(os.environ.get("WB_RUNS", "../runs"))
 PRESET = os.environ.get("WB_PRESET", "quick")
 SEEDS = [0]
+OVERRIDES = os.environ.get("WB_SET", "").split()  # `key=value` config overrides, as `wb run --set`
 
 # %% [markdown]
 # ## Train (or reuse finished runs) and read the checks
 
 # %%
-summary = run_experiment("icl-zfb", preset=PRESET, seeds=SEEDS, out=RUNS, vmap=True)
+summary = run_experiment("icl-zfb", preset=PRESET, seeds=SEEDS, overrides=OVERRIDES, out=RUNS, vmap=True)
 for c in summary.checks:
     print(f"{c.name:26s} paper {c.check.paper:.4g}  ours {c.check.ours:.4g}  tol {c.check.tolerance:.3g}  "
           f"{'pass' if c.passed else 'MISS'}")
@@ -56,7 +57,7 @@ pio.from_json((group / "figures" / "error_vs_m_diagonal.json").read_text()).show
 # -(P W_V)[y, y] · (W_Kᵀ W_Q)[x, x]; the other blocks should be near 0.
 
 # %%
-config = icl_zfb.EXPERIMENT.presets[PRESET]
+config = make_config(icl_zfb.EXPERIMENT, PRESET, OVERRIDES)
 iso, diag = icl_zfb.load_models(config, group / "seed-0")
 learned = np.asarray(icl_zfb.preconditioner(diag))
 closed = zfb.preconditioner(icl_zfb.covariance("diagonal"), config.n_points)

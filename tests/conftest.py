@@ -1,4 +1,5 @@
-"""Shared fixtures: a finished quick icl-gd run (trained once per session) and small helpers."""
+"""Shared fixtures: finished small runs (trained once per session, reused by the experiment, notebook and
+report tests) and small helpers."""
 
 import atexit
 import os
@@ -20,6 +21,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+# The scaled-down icl-zfb run of its experiment test, which the icl_regression notebook reuses (its WB_SET).
+TINY_ICL_ZFB = ["steps=300", "batch_size=256", "eval_size=2000", "eval_every=100", "ckpt_every=300", "log_every=50"]
+
+
+@pytest.fixture(scope="session")
+def tiny_icl_zfb(tmp_path_factory) -> tuple[Path, object, list[str]]:
+    """Two seeds of `wb run icl-zfb --preset quick --vmap --set ...`: runs folder, summary, overrides."""
+    from workbench.run.runner import run_experiment
+
+    out = tmp_path_factory.mktemp("runs-zfb")
+    summary = run_experiment("icl-zfb", preset="quick", seeds=[0, 1], overrides=TINY_ICL_ZFB, out=out, vmap=True)
+    return out, summary, TINY_ICL_ZFB
 
 
 @pytest.fixture(scope="session")

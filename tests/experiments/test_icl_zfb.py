@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 
 from workbench.experiments import icl_zfb
-from workbench.run.runner import run_experiment
 from workbench.theory import zfb
-
-TINY = ["steps=300", "batch_size=256", "eval_size=2000", "eval_every=100", "ckpt_every=300", "log_every=50"]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    summary = run_experiment("icl-zfb", preset="quick", seeds=[0, 1], overrides=TINY, out=out, vmap=True)
-    return out, summary
+def tiny_run(tiny_icl_zfb):
+    return tiny_icl_zfb[:2]
 
 
 def test_run_and_analyse_write_checks_and_figures(tiny_run):

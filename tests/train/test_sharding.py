@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from workbench.core.io import read_jsonl
 from workbench.run.runner import run_experiment
@@ -53,6 +54,7 @@ def test_seed_mesh_uses_the_devices_that_divide_the_seeds():
     assert seed_mesh(8, devices).size == 8 and seed_mesh(7, devices[:4]) is None
 
 
+@pytest.mark.slow  # the `wb run --vmap` test below covers the same path end to end in CI
 def test_sharded_seeds_match_one_device():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

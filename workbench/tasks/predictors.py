@@ -75,8 +75,8 @@ class GD(eqx.Module):
     def __call__(self, xs, ys, mask, x_query):
         xm, ym, k = _masked(xs, ys, mask)
         w = jnp.zeros((xs.shape[1],) + ys.shape[1:], xs.dtype)
-        for _ in range(self.steps):
-            w = w - self.eta * xm.T @ (xm @ w - ym) / k
+        # a loop, not an unrolled Python `for`: compile time stays flat in `steps`
+        w = jax.lax.fori_loop(0, self.steps, lambda _, w: w - self.eta * xm.T @ (xm @ w - ym) / k, w)
         return x_query @ w
 
 

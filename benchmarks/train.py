@@ -19,7 +19,9 @@ Configurations (`ratios`, workbench steps/s over the other's; above 1 means the 
   same layer written in plain PyTorch (TransformerLens has no linear attention).
 - `peak_fraction`: (a)'s achieved FLOP/s (6 x parameters x tokens per step x steps/s) over the
   float32 matmul peak of this machine, measured in the same run as the median rate of a jitted
-  2048 x 2048 `jnp.dot` (2 n^3 FLOP per call).
+  2048 x 2048 `jnp.dot` (2 n^3 FLOP per call). (a)'s results also give `gemm_fraction`, what the
+  step's own GEMMs alone reach at its shapes over that peak (the bound the shapes set), and
+  `achieved_over_gemm`, the step's rate over them.
 
 `results` also holds `compile_s`, the first-step compile time of (a)'s workbench step.
 Needs the `lens` extra (TransformerLens, torch).
@@ -179,6 +181,31 @@ def _matmul_peak(n: int = 2048) -> float:
     return 2 * n**3 * _median_rate(lambda: jax.block_until_ready(dot(a, a)), 1)
 
 
+def _gemm_rate(config: TransformerConfig, batch_size: int) -> float:
+    """FLOP/s of (a)'s dense GEMMs alone at the model's shapes: per layer the QKV, output and both MLP
+    products, then the unembedding, each forward (x W) and backward (g W^T and x^T g), in one jitted call.
+
+    Over the 2048^3 peak it is the fraction that GEMMs of these sizes reach on this machine: the bound
+    on `peak_fraction` that the matmul shapes set before any attention, softmax or norm is counted."""
+    t, d, hd = batch_size * config.n_ctx, config.d_model, config.n_heads * config.d_head
+    shapes = [(d, 3 * hd), (hd, d), (d, config.d_mlp), (config.d_mlp, d)] * config.n_layers + [(d, config.d_vocab)]
+    keys = jax.random.split(jax.random.key(0), 2 * len(shapes))
+    xs = [jax.random.normal(k, (t, k_in)) for k, (k_in, _) in zip(keys[::2], shapes)]
+    ws = [jax.random.normal(k, shape) for k, shape in zip(keys[1::2], shapes)]
+
+    @jax.jit
+    def gemms(xs, ws):
+        out = []
+        for x, w in zip(xs, ws):
+            g = x @ w
+            out += [g, g @ w.T, x.T @ g]
+        return out
+
+    jax.block_until_ready(gemms(xs, ws))
+    flop = sum(3 * 2 * t * k_in * k_out for k_in, k_out in shapes)
+    return flop * _median_rate(lambda: jax.block_until_ready(gemms(xs, ws)), 1)
+
+
 def _n_params(model) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))))
 
@@ -196,7 +223,9 @@ def run() -> dict:
     small = _compare("small_mlp", wb, tl, {"compile_s": compile_s})
     peak = _matmul_peak()
     flops = 6 * _n_params(model) * batch_size * config.n_ctx * small["workbench_steps_s"]
-    small.update(achieved_flop_s=flops, peak_flop_s=peak)
+    gemm = _gemm_rate(config, batch_size)
+    small.update(achieved_flop_s=flops, peak_flop_s=peak, gemm_flop_s=gemm, gemm_fraction=gemm / peak,
+                 achieved_over_gemm=flops / gemm)
     results.append(small)
     ratios["small_mlp"], ratios["peak_fraction"] = small["ratio"], flops / peak
 

@@ -53,8 +53,15 @@ def snapshot(out: Path) -> dict[str, object]:
 
 
 def differing(got: dict[str, object], want: dict[str, object]) -> list[str]:
-    """The files that are missing, extra, or different."""
-    return sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+    """The files that are missing, extra, or different (for a summary, which of its fields)."""
+    out = []
+    for k in sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k)):
+        a, b = got.get(k), want.get(k)
+        both = isinstance(a, dict) and isinstance(b, dict)
+        fields = sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f)) if both else []
+        detail = ", ".join(f"{f}: {a.get(f)!r:.300} != {b.get(f)!r:.300}" for f in fields)
+        out.append(f"{k} ({detail})" if fields else k)
+    return out
 
 
 def seed_dir(out: Path) -> Path | None:

@@ -40,10 +40,11 @@ from workbench.experiments._base import SeedRun
 from workbench.experiments._progress import next_token_targets
 from workbench.interp import Loss, ablation, activation_patching, pos_layer_heatmap, site_grid
 from workbench.models import run_with_cache, run_with_hooks, sites
-from workbench.run.runner import group_dir, run_experiment
+from workbench.run.runner import group_dir, make_config, run_experiment
 
 RUNS = Path(os.environ.get("WB_RUNS", "../runs"))
 PRESET = os.environ.get("WB_PRESET", "quick")
+OVERRIDES = os.environ.get("WB_SET", "").split()  # `key=value` config overrides, as `wb run --set`
 SEEDS = [0]
 
 # %% [markdown]
@@ -52,7 +53,7 @@ SEEDS = [0]
 # trains them); a finished seed is not trained again.
 
 # %%
-summary = run_experiment("markov-icl", preset=PRESET, seeds=SEEDS, out=RUNS, vmap=True)
+summary = run_experiment("markov-icl", preset=PRESET, seeds=SEEDS, overrides=OVERRIDES, out=RUNS, vmap=True)
 for c in summary.checks:
     print(f"{c.name:30s} paper {c.check.paper:.4g}  ours {c.check.ours:.4g}  tol {c.check.tolerance:.3g}  "
           f"{'pass' if c.passed else 'MISS'}")
@@ -77,7 +78,7 @@ print("phases:", run.read_json("extras")["phases"])
 # mean-ablating the whole layer-1 head removes the in-context bigram statistics.
 
 # %%
-config = markov_icl.EXPERIMENT.presets[PRESET]
+config = make_config(markov_icl.EXPERIMENT, PRESET, OVERRIDES)
 model = markov_icl.load_model(config, run.dir)
 task = markov_icl.make_task(config)
 clean, corrupted = (task.sample(k, 64).tokens for k in jax.random.split(jax.random.key(123)))

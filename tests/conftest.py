@@ -37,6 +37,21 @@ def tiny_icl_zfb(tmp_path_factory) -> tuple[Path, object, list[str]]:
     return out, summary, TINY_ICL_ZFB
 
 
+# The scaled-down markov-icl run of its experiment test, which the induction_heads notebook reuses (its WB_SET).
+TINY_MARKOV_ICL = ["steps=40", "seq_len=16", "eval_size=32", "progress_prompts=16", "patch_prompts=8", "eval_every=10",
+                   "log_every=10", "ckpt_every=20", "smooth_window=3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_markov_icl(tmp_path_factory) -> tuple[Path, object, list[str]]:
+    """One seed of `wb run markov-icl --preset quick --vmap --set ...`: runs folder, summary, overrides."""
+    from workbench.run.runner import run_experiment
+
+    out = tmp_path_factory.mktemp("runs-markov")
+    summary = run_experiment("markov-icl", preset="quick", seeds=[0], overrides=TINY_MARKOV_ICL, out=out, vmap=True)
+    return out, summary, TINY_MARKOV_ICL
+
+
 @pytest.fixture(scope="session")
 def quick_icl_gd(tmp_path_factory) -> tuple[Path, dict]:
     """Two seeds of `wb run icl-gd --preset quick --vmap`, shared by the experiment and report tests."""

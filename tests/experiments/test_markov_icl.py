@@ -6,20 +6,14 @@ from workbench.experiments import _markov_icl_patching as patching
 from workbench.experiments import _progress, markov_icl
 from workbench.experiments._base import SeedRun
 from workbench.interp import Loss, activation_patching, site_grid
-from workbench.run.runner import group_dir, run_experiment
-
-TINY = ["steps=40", "seq_len=16", "eval_size=32", "progress_prompts=16", "patch_prompts=8", "eval_every=10", "log_every=10",
-        "ckpt_every=20", "smooth_window=3"]
-
+from workbench.run.runner import group_dir, make_config
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """One seed of markov-icl on a tiny config: `(group folder, summary, config)`."""
-    out = tmp_path_factory.mktemp("runs")
-    summary = run_experiment("markov-icl", preset="quick", seeds=[0], overrides=TINY, out=out)
-    config = markov_icl.EXPERIMENT.presets["quick"]
-    config = type(config)(**{**config.__dict__, **{k: int(v) for k, v in (o.split("=") for o in TINY)}})
-    return group_dir(out, "markov-icl", summary.config_hash, vmap=False), summary, config
+def tiny(tiny_markov_icl):
+    """The session's tiny markov-icl run (one seed, vmapped): `(group folder, summary, config)`."""
+    out, summary, overrides = tiny_markov_icl
+    config = make_config(markov_icl.EXPERIMENT, "quick", overrides)
+    return group_dir(out, "markov-icl", summary.config_hash, vmap=True), summary, config
 
 
 def test_run_and_analyse_write_checks_progress_measures_and_figures(tiny):

@@ -20,13 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from workbench.models import Transformer, run_with_cache
+from workbench.models import Transformer, run_with_cache, sites
 
 from .._sites import SiteGrid
 from ..metrics import AbstractMetric
 from ..results import Named, heatmap as _heatmap
 from ._forward import OUTPUT, clean_names, walk
-from .sources import by_start_layer
+from .sources import by_start_layer, single_positions
 
 
 class Decomposition(eqx.Module):
@@ -93,19 +93,41 @@ def _target_value(out: tuple, records: dict, clean: dict, metric, targets, kind:
     return total
 
 
-@eqx.filter_jit
-def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk):
-    record = frozenset() if targets is None else frozenset(targets)
+def _row(tree, p):
+    """Position `p` of every array of `tree` (leading axis `seq`), kept as an axis of size 1."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, p, 1, 0), tree)
 
-    def one_source(source_masks):
+
+@eqx.filter_jit
+def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
+           positions=None):
+    """One group's scores `[n, ...]`. `positions [n]` (`single_positions`): each source is decomposed at its
+    own position alone (the rules act on each position alone there) and its beta-output scattered back."""
+    record = frozenset() if targets is None else frozenset(targets)
+    if positions is not None:
+        names = set(masks) | {sites.resid_pre(start), sites.attn(start, "z")} | {n for n in caches if not n.startswith("blocks.")}
+        names |= {n for n in caches if n.startswith(f"blocks.{start}.") and ".attn." not in n}
+        caches = {n: v for n, v in caches.items() if n in names}  # what a walk after the attention reads
+        reference = None if reference is None else {n: v for n, v in reference.items() if n in masks}
+
+    def one_source(source):
+        source_masks, p = source
+
         def one(x, clean, m):
-            out, records = walk(model, x, source_masks, reference, clean=clean, start=start, fixed=fixed,
-                                cleanup=cleanup, record=record, shapley=shapley)
-            return _target_value(out, records, clean, m, targets, kind)
+            if p is None:
+                out, records = walk(model, x, source_masks, reference, clean=clean, start=start, fixed=fixed,
+                                    cleanup=cleanup, record=record, shapley=shapley)
+                return _target_value(out, records, clean, m, targets, kind)
+            refs = None if reference is None else _row(reference, p)
+            (beta, gamma), _ = walk(model, x, _row(source_masks, p), refs, clean=_row(clean, p), start=start,
+                                    fixed=fixed, cleanup=cleanup, shapley=shapley)
+            full = jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(clean[OUTPUT]), beta, p, 0)
+            return _target_value((full, clean[OUTPUT] - full), {}, clean, m, None, kind)
 
         return jax.vmap(one)(xs, caches, metric).mean(0)
 
-    return jax.vmap(one_source)(masks) if chunk is None else jax.lax.map(one_source, masks, batch_size=chunk)
+    sources = (masks, positions)
+    return jax.vmap(one_source)(sources) if chunk is None else jax.lax.map(one_source, sources, batch_size=chunk)
 
 
 @eqx.filter_jit
@@ -148,7 +170,10 @@ def contributions(
     caches, clean = _caches(model, xs, metric)
     values = None
     for start, idx, masks in by_start_layer(model.config, grid):
-        part = _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk)
+        positions = single_positions(model.config, masks) if targets is None else None
+        positions = None if positions is None else jnp.asarray(positions)
+        part = _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
+                      positions)
         if values is None:
             values = jnp.zeros((grid.n_sites, *part.shape[1:]), part.dtype)
         values = values.at[jnp.asarray(idx)].set(part)

@@ -72,3 +72,22 @@ def by_start_layer(config: TransformerConfig, grid: SiteGrid) -> list[tuple[int,
         masks = {n: jnp.asarray(np.asarray(grid.masks[n])[idx]) for n in grid.names if used[n][idx].any()}
         groups.append((min(layer, config.n_layers - 1), idx, masks))
     return groups
+
+
+def after_last_attention(config: TransformerConfig) -> frozenset[str]:
+    """The source hooks that no attention reads after them (the last layer from its head outputs on): from
+    there every rule acts on each position alone (linear maps, norms, activations, adds, the clean-up)."""
+    l = config.n_layers - 1
+    return frozenset((sites.attn(l, "z"), sites.attn_out(l), sites.resid_mid(l), sites.mlp_out(l), sites.resid_post(l)))
+
+
+def single_positions(config: TransformerConfig, masks: dict[str, Array]) -> np.ndarray | None:
+    """For a group of sources (`by_start_layer`'s masks) that all sit after the last attention, each
+    confined to one position: that position per source `[n]`; None otherwise. The beta of such a source
+    is then exactly 0 at every other position, so its decomposition needs that position alone."""
+    if not masks or not set(masks) <= after_last_attention(config):
+        return None
+    rows = sum(np.asarray(m).reshape(*m.shape[:2], -1).any(-1).astype(int) for m in masks.values())  # [n, seq]
+    if not np.all((rows > 0).sum(1) == 1):
+        return None
+    return np.argmax(rows > 0, axis=1).astype(np.int32)

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from workbench.models import Transformer, run_with_cache, sites
+from workbench.models import Transformer, run_with_cache
 
 from .._sites import SiteGrid
 from ..metrics import AbstractMetric
 from ..results import Named, heatmap as _heatmap
-from ._forward import OUTPUT, clean_names, walk
+from ._forward import OUTPUT, clean_names, walk, walk_at_position
 from .sources import by_start_layer, single_positions
 
 
@@ -93,22 +93,12 @@ def _target_value(out: tuple, records: dict, clean: dict, metric, targets, kind:
     return total
 
 
-def _row(tree, p):
-    """Position `p` of every array of `tree` (leading axis `seq`), kept as an axis of size 1."""
-    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, p, 1, 0), tree)
-
-
 @eqx.filter_jit
 def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
            positions=None):
-    """One group's scores `[n, ...]`. `positions [n]` (`single_positions`): each source is decomposed at its
-    own position alone (the rules act on each position alone there) and its beta-output scattered back."""
+    """One group's scores `[n, ...]`. `positions [n]` (`single_positions`): each source's stretch up to the
+    next attention is decomposed at its own position alone (`walk_at_position`)."""
     record = frozenset() if targets is None else frozenset(targets)
-    if positions is not None:
-        names = set(masks) | {sites.resid_pre(start), sites.attn(start, "z")} | {n for n in caches if not n.startswith("blocks.")}
-        names |= {n for n in caches if n.startswith(f"blocks.{start}.") and ".attn." not in n}
-        caches = {n: v for n, v in caches.items() if n in names}  # what a walk after the attention reads
-        reference = None if reference is None else {n: v for n, v in reference.items() if n in masks}
 
     def one_source(source):
         source_masks, p = source
@@ -118,11 +108,10 @@ def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, c
                 out, records = walk(model, x, source_masks, reference, clean=clean, start=start, fixed=fixed,
                                     cleanup=cleanup, record=record, shapley=shapley)
                 return _target_value(out, records, clean, m, targets, kind)
-            refs = None if reference is None else _row(reference, p)
-            (beta, gamma), _ = walk(model, x, _row(source_masks, p), refs, clean=_row(clean, p), start=start,
-                                    fixed=fixed, cleanup=cleanup, shapley=shapley)
-            full = jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(clean[OUTPUT]), beta, p, 0)
-            return _target_value((full, clean[OUTPUT] - full), {}, clean, m, None, kind)
+            row = lambda tree: {n: jax.lax.dynamic_slice_in_dim(v, p, 1, 0) for n, v in tree.items() if n in source_masks}
+            out = walk_at_position(model, row(source_masks), None if reference is None else row(reference), clean, p,
+                                   start, fixed=fixed, cleanup=cleanup, shapley=shapley)
+            return _target_value(out, {}, clean, m, None, kind)
 
         return jax.vmap(one)(xs, caches, metric).mean(0)
 
@@ -170,7 +159,7 @@ def contributions(
     caches, clean = _caches(model, xs, metric)
     values = None
     for start, idx, masks in by_start_layer(model.config, grid):
-        positions = single_positions(model.config, masks) if targets is None else None
+        positions = single_positions(start, masks) if targets is None else None
         positions = None if positions is None else jnp.asarray(positions)
         part = _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
                       positions)

@@ -138,16 +138,18 @@ def test_the_cached_walk_from_the_source_layer_equals_the_reference_walk(case):
                 RTOL * float(jnp.abs(cache[n]).max()), (label, n)
 
 
-@pytest.mark.parametrize("case", [LN_MLP, "vectors-noLN-linear-bidir-attnonly-nopos"], indirect=True)
-def test_contributions_batch_the_per_source_decompositions(case):
-    """`contributions` (vmapped over sources, grouped by layer) = one `decompose` per source; on two
-    configurations (one compile each)."""
+@pytest.mark.parametrize("case, rules", [(LN_MLP, {}), ("vectors-noLN-linear-bidir-attnonly-nopos", {}),
+                                         (LN_MLP, dict(fixed=True))], indirect=["case"])
+def test_contributions_batch_the_per_source_decompositions(case, rules):
+    """`contributions` (vmapped over sources, grouped by layer; one position each, so decomposed at that
+    position up to the next attention) = one `decompose` per source; on two configurations and the held
+    pattern (one compile each)."""
     config, model, x, cache = case
     grid = cdt.head_sources(config, SEQ)
-    result = cdt.contributions(model, x[None], grid)  # the beta-logits of each source
+    result = cdt.contributions(model, x[None], grid, **rules)  # the beta-logits of each source
     assert result.scores.axes[:3] == ("layer", "head", "pos")
     for layer, head, pos in [(0, 0, 0), (0, 1, 3), (1, 1, 4)]:
-        d = cdt.decompose(model, x, _masks(config, [Site(layer, "z", head=head, position=pos)]))
+        d = cdt.decompose(model, x, _masks(config, [Site(layer, "z", head=head, position=pos)]), **rules)
         got = result.scores.values[layer, head, pos]
         assert float(jnp.abs(got - d.beta["logits"]).max()) <= 1e-4 * float(jnp.abs(cache["logits"]).max())
 
@@ -213,8 +215,9 @@ def test_target_scores_read_a_head_input():
 
 
 # RASP programs: (name, whether CD-T's top heads are the ground truth's). In `reverse` head a0.h0
-# computes the length, which reaches the output only through the query of a3.h0 after three
-# discretising ReLU MLPs; the activation rule gives it beta = act(beta + gamma) - act(gamma) = 0 there.
+# computes the length, which reaches the output only through three MLPs and then the query of a3.h0;
+# a query-only source gives a head's output no beta (GPT rule: z_beta = A_beta v_beta), so a0.h0
+# scores 0 for the output with every rule variant (shapley, cleanup=False and fixed alike).
 RASP = [("hist", True), ("frac_prevs", True), ("reverse", False)]
 
 

@@ -113,8 +113,10 @@ def analyse(config, runs, programs) -> Analysis:
         "\n\n**Notes.** With the authors' GPT attention rule (`z_beta = A_beta v_beta`, the pattern itself "
         f"decomposed) the LSA's context points get {gpt:.2g} of the held-pattern attribution: a context point "
         "is only a key and a value, and its query-key interaction goes to gamma. In `reverse`, head a0.h0 (the "
-        "length) reaches the output only through the query of a3.h0 after three discretising ReLU MLPs, where "
-        "the activation rule `act(beta + gamma) - act(gamma)` gives it 0: CD-T misses it (the check fails)."
+        "length) reaches the output only through three MLPs and then the query of a3.h0, and a query-only "
+        "source gives a head's output no beta under the GPT rule (nor under the held pattern): CD-T scores it 0 "
+        "for the output with every rule variant (the Shapley activation rule, no clean-up, the held pattern) "
+        "and misses it (the check fails)."
     )
     captions = {"lsa_cdt_vs_gd": "Every point on the dashed line: CD-T is GD's additive attribution.",
                 "spearman": "Dashed: the agreement criterion of the induction check (ours; the paper reports no rank correlation).",

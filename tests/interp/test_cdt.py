@@ -1,5 +1,6 @@
 """CD-T: exact invariants on random models of every configuration, the linear case, RASP circuits."""
 
+import functools
 import warnings
 
 import equinox as eqx
@@ -28,7 +29,7 @@ CONFIGS = {  # between them every switch of TransformerConfig
     "vectors-LN-softmax-causal-attnonly": dict(d_input=3, d_vocab_out=4, attn_only=True),
 }
 RTOL = 1e-5
-LABEL = {TransformerConfig(**BASE, **v): k for k, v in CONFIGS.items()}
+LN_MLP = "tokens-LN-softmax-causal-gelu"
 
 
 def _random_model(config: TransformerConfig, seed: int = 0) -> Transformer:
@@ -62,7 +63,15 @@ def _rel(a, b) -> float:
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def case(request):
-    config = TransformerConfig(**BASE, **CONFIGS[request.param])
+    """A random model of one configuration (a label of CONFIGS), its input and its clean cache; a test on
+    some configurations only names them with `@pytest.mark.parametrize("case", [...], indirect=True)`."""
+    return _case(request.param)
+
+
+@functools.cache
+def _case(label: str):
+    """Built once per configuration, however pytest orders the tests that use it."""
+    config = TransformerConfig(**BASE, **CONFIGS[label])
     model = _random_model(config)
     x = _inputs(config, jax.random.key(3), 1)[0]
     out, cache = eqx.filter_jit(run_with_cache)(model, x, tuple(_names(config)))
@@ -87,11 +96,15 @@ def _source_sets(config):
     return sets
 
 
-@pytest.mark.parametrize("rules", [dict(), dict(fixed=True), dict(cleanup=False), dict(shapley=True)])
+# The default rules on every configuration; each rule variant (one compile each) on the LN + MLP one.
+RULE_CASES = [pytest.param(label, {}, id=f"{label}-default") for label in CONFIGS] + [
+    pytest.param(LN_MLP, rules, id=f"{LN_MLP}-{name}")
+    for name, rules in (("fixed", dict(fixed=True)), ("nocleanup", dict(cleanup=False)), ("shapley", dict(shapley=True)))]
+
+
+@pytest.mark.parametrize("case, rules", RULE_CASES, indirect=["case"])
 def test_beta_plus_gamma_is_the_activation_at_every_site(case, rules):
     config, model, x, cache = case
-    if rules and LABEL[config] != "tokens-LN-softmax-causal-gelu":
-        pytest.skip("the rule variants run on the LN + MLP configuration (one compile each)")
     names = _names(config)
     for label, members in _source_sets(config).items():
         d = cdt.decompose(model, x, _masks(config, members), record=names, **rules)
@@ -125,24 +138,25 @@ def test_the_cached_walk_from_the_source_layer_equals_the_reference_walk(case):
                 RTOL * float(jnp.abs(cache[n]).max()), (label, n)
 
 
-def test_contributions_batch_the_per_source_decompositions(case):
-    """`contributions` (vmapped over sources, grouped by layer) = one `decompose` per source."""
+@pytest.mark.parametrize("case, rules", [(LN_MLP, {}), ("vectors-noLN-linear-bidir-attnonly-nopos", {}),
+                                         (LN_MLP, dict(fixed=True))], indirect=["case"])
+def test_contributions_batch_the_per_source_decompositions(case, rules):
+    """`contributions` (vmapped over sources, grouped by layer; one position each, so decomposed at that
+    position up to the next attention) = one `decompose` per source; on two configurations and the held
+    pattern (one compile each)."""
     config, model, x, cache = case
-    if LABEL[config] not in ("tokens-LN-softmax-causal-gelu", "vectors-noLN-linear-bidir-attnonly-nopos"):
-        pytest.skip("batched on two configurations (one compile each)")
     grid = cdt.head_sources(config, SEQ)
-    result = cdt.contributions(model, x[None], grid)  # the beta-logits of each source
+    result = cdt.contributions(model, x[None], grid, **rules)  # the beta-logits of each source
     assert result.scores.axes[:3] == ("layer", "head", "pos")
     for layer, head, pos in [(0, 0, 0), (0, 1, 3), (1, 1, 4)]:
-        d = cdt.decompose(model, x, _masks(config, [Site(layer, "z", head=head, position=pos)]))
+        d = cdt.decompose(model, x, _masks(config, [Site(layer, "z", head=head, position=pos)]), **rules)
         got = result.scores.values[layer, head, pos]
         assert float(jnp.abs(got - d.beta["logits"]).max()) <= 1e-4 * float(jnp.abs(cache["logits"]).max())
 
 
+@pytest.mark.parametrize("case", [LN_MLP], indirect=True)
 def test_mean_reference_makes_beta_the_deviation_from_the_mean(case):
     config, model, x, cache = case
-    if LABEL[config] != "tokens-LN-softmax-causal-gelu":
-        pytest.skip("on one configuration")
     xs = _inputs(config, jax.random.key(4), 8)
     grid = cdt.head_sources(config, SEQ, by_pos=False)
     ref = cdt.mean_reference(model, xs, grid)
@@ -190,7 +204,7 @@ def test_regression_target_and_bad_sources_are_loud():
 
 
 def test_target_scores_read_a_head_input():
-    config = TransformerConfig(**BASE, **CONFIGS["tokens-LN-softmax-causal-gelu"])
+    config = TransformerConfig(**BASE, **CONFIGS[LN_MLP])
     model = _random_model(config)
     xs = _inputs(config, jax.random.key(7), 4)
     target = site_set(config, SEQ, [Site(1, "q", head=0)])
@@ -201,8 +215,9 @@ def test_target_scores_read_a_head_input():
 
 
 # RASP programs: (name, whether CD-T's top heads are the ground truth's). In `reverse` head a0.h0
-# computes the length, which reaches the output only through the query of a3.h0 after three
-# discretising ReLU MLPs; the activation rule gives it beta = act(beta + gamma) - act(gamma) = 0 there.
+# computes the length, which reaches the output only through three MLPs and then the query of a3.h0;
+# a query-only source gives a head's output no beta (GPT rule: z_beta = A_beta v_beta), so a0.h0
+# scores 0 for the output with every rule variant (shapley, cleanup=False and fixed alike).
 RASP = [("hist", True), ("frac_prevs", True), ("reverse", False)]
 
 

@@ -10,6 +10,7 @@ so each source costs one pass of beta from its layer on.
 
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -87,12 +88,16 @@ class _Walk:
                 self.records[name] = pair
         return pair
 
-    def attention(self, attn, pair: Pair, ln1, l: int) -> Pair:
+    def qkv(self, attn, pair: Pair, ln1, l: int) -> dict[str, Pair]:
+        """The q, k, v pairs of layer `l` from the residual pair entering it."""
         x = self.norm(ln1, pair, l, "ln1") if ln1 is not None else pair
         qkv = {}
         for part, W, b in (("q", attn.W_Q, attn.b_Q), ("k", attn.W_K, attn.b_K), ("v", attn.W_V, attn.b_V)):
             name = sites.attn(l, part)
             qkv[part] = self.at(name, D.linear(x, lambda t, W=W: _heads_in(t, W), b, self.minus_bias(name, b)))
+        return qkv
+
+    def attention(self, attn, qkv: dict[str, Pair], l: int) -> Pair:
         return D.attention(qkv["q"], qkv["k"], qkv["v"], scale=attn.attn_scale, causal=attn.causal,
                            softmax=attn.softmax, fixed=self.fixed, total_pattern=self.total(sites.attn(l, "pattern")),
                            total_z=self.total(sites.attn(l, "z")))
@@ -100,15 +105,23 @@ class _Walk:
     def block(self, block, pair: Pair) -> Pair:
         l, attn = block.layer, block.attn
         pair = self.at(sites.resid_pre(l), pair)
-        resid = pair
         if self.skip(sites.attn(l, "z"), tuple(sites.attn(l, p) for p in "qkv")):
             z = self.at(sites.attn(l, "z"), self.clean_pair(sites.attn(l, "z")))
         else:
-            z = self.at(sites.attn(l, "z"), self.attention(attn, pair, block.ln1, l))
+            z = self.at(sites.attn(l, "z"), self.attention(attn, self.qkv(attn, pair, block.ln1, l), l))
+        return self.after_z(block, pair, z)
+
+    def after_z(self, block, resid: Pair, z: Pair | None, out_beta: Array | None = None) -> Pair:
+        """The rest of a block from its head outputs: W_O, the residual add, the MLP. `out_beta`: beta of
+        `W_O z` (bias-free) given instead of `z` (the fast walk, gamma from the cache)."""
+        l, attn = block.layer, block.attn
         h, d, m = attn.W_O.shape
         out_name = sites.attn_out(l)
-        out = D.linear(z, lambda t: _linear(t.reshape(*t.shape[:-2], h * d), attn.W_O.reshape(h * d, m)), attn.b_O,
-                       self.minus_bias(out_name, attn.b_O))
+        if out_beta is None:
+            out = D.linear(z, lambda t: _linear(t.reshape(*t.shape[:-2], h * d), attn.W_O.reshape(h * d, m)),
+                           attn.b_O, self.minus_bias(out_name, attn.b_O))
+        else:
+            out = D.bias_split(out_beta, self.minus_bias(out_name, attn.b_O) - out_beta, attn.b_O)
         out = self.at(out_name, out)
         if block.mlp is None:
             return self.at(sites.resid_post(l), self.cleanup((resid[0] + out[0], resid[1] + out[1])))
@@ -125,6 +138,16 @@ class _Walk:
         out = self.at(out_name, self.cleanup(D.linear(post, lambda t: _linear(t, mlp.W_out), mlp.b_out,
                                                         self.minus_bias(out_name, mlp.b_out))))
         return self.at(sites.resid_post(l), self.cleanup((resid[0] + out[0], resid[1] + out[1])))
+
+    def output(self, model: Transformer, pair: Pair) -> Pair:
+        """The final norm and the unembedding."""
+        if model.ln_final is not None:
+            pair = self.norm(model.ln_final, pair, None, "ln_final")
+        out = D.linear(pair, lambda t: _linear(t, model.unembed.W_U), model.unembed.b_U,
+                       self.minus_bias(OUTPUT, model.unembed.b_U))
+        if OUTPUT in self.record:
+            self.records[OUTPUT] = out
+        return out
 
 
 def walk(
@@ -167,9 +190,57 @@ def walk(
         pair = jnp.zeros_like(resid), resid
     for block in model.blocks[start:]:
         pair = w.block(block, pair)
-    if model.ln_final is not None:
-        pair = w.norm(model.ln_final, pair, None, "ln_final")
-    out = D.linear(pair, lambda t: _linear(t, model.unembed.W_U), model.unembed.b_U, w.minus_bias(OUTPUT, model.unembed.b_U))
-    if OUTPUT in record:
-        w.records[OUTPUT] = out
-    return out, w.records
+    return w.output(model, pair), w.records
+
+
+def walk_at_position(
+    model: Transformer, masks: Mapping[str, Array], refs: Mapping[str, Array] | None, clean: Mapping[str, Array],
+    p: Array, start: int, *, fixed: bool = False, cleanup: bool = True, shapley: bool = False,
+) -> Pair:
+    """The fast walk's output pair for sources of layer `start` (not before its head outputs) that all sit at
+    position `p`, exactly as `walk` gives it: up to the next layer's q, k, v every rule acts on each
+    position alone and beta is 0 off `p`, so that stretch runs on position `p` only (`masks`, `refs` are
+    given at `p`, `[1, ...]`); the attention of that layer acts on a beta with one nonzero position
+    (`_one_position_attention`), and the rest runs on every position (or, with no attention left, the
+    output is computed at `p` alone)."""
+    row = {n: jax.lax.dynamic_slice_in_dim(v, p, 1, 0) for n, v in clean.items() if ".attn.hook_pattern" not in n}
+    w_row = _Walk(masks, refs, row, fixed, cleanup, frozenset(), shapley)
+    resid = row[sites.resid_pre(start)]
+    pair = w_row.block(model.blocks[start], (jnp.zeros_like(resid), resid))
+    w = _Walk({}, None, clean, fixed, cleanup, frozenset(), shapley)
+    w.zero = False
+
+    def scatter(beta_row, name):
+        beta = jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(clean[name]), beta_row, p, 0)
+        return beta, clean[name] - beta
+
+    if start + 1 == len(model.blocks):  # no attention after the sources: the output at `p` alone
+        return scatter(w_row.output(model, pair)[0], OUTPUT)
+    block = model.blocks[start + 1]
+    l, attn = block.layer, block.attn
+    pair = w_row.at(sites.resid_pre(l), pair)
+    qkv = w_row.qkv(attn, pair, block.ln1, l)
+    out_beta = _one_position_attention(attn, {k: b[0] for k, (b, _) in qkv.items()}, p, clean[sites.attn(l, "pattern")],
+                                       fixed)
+    pair = w.after_z(block, scatter(pair[0], sites.resid_pre(l)), None, out_beta)
+    for block in model.blocks[start + 2:]:
+        pair = w.block(block, pair)
+    return w.output(model, pair)
+
+
+
+def _one_position_attention(attn, beta: dict[str, Array], p: Array, total_pattern: Array, fixed: bool) -> Array:
+    """`W_O z_beta` (bias-free, `[seq, d_model]`) of the GPT (or `fixed`) rule when q, k, v's beta are 0 off
+    position `p` (`beta[part]` is their row there, `[head, d_head]`): the beta scores are 0 but at (p, p),
+    and `z_beta[q, h] = A_beta[h, q, p] v_beta[p, h]`, so `W_O z_beta` is `A_beta[:, :, p]` times each
+    head's `v_beta[p] W_O`, the same sums as the dense rule in another order."""
+    if fixed:
+        column = total_pattern[:, :, p]
+    else:
+        seq = total_pattern.shape[-1]
+        s_pp = jnp.einsum("hd,hd->h", beta["q"], beta["k"]) / attn.attn_scale
+        at_p = (jnp.arange(seq) == p)[:, None] & (jnp.arange(seq) == p)[None, :]
+        scores = jnp.where(at_p[None], s_pp[:, None, None], 0.0)
+        column = D.pattern(scores, attn.causal, attn.softmax)[:, :, p]  # [head, seq]
+    per_head = jnp.einsum("hd,hdm->hm", beta["v"], attn.W_O)
+    return jnp.einsum("hq,hm->qm", column, per_head)

@@ -25,8 +25,8 @@ from workbench.models import Transformer, run_with_cache
 from .._sites import SiteGrid
 from ..metrics import AbstractMetric
 from ..results import Named, heatmap as _heatmap
-from ._forward import OUTPUT, clean_names, walk
-from .sources import by_start_layer
+from ._forward import OUTPUT, clean_names, walk, walk_at_position
+from .sources import by_start_layer, single_positions
 
 
 class Decomposition(eqx.Module):
@@ -94,18 +94,29 @@ def _target_value(out: tuple, records: dict, clean: dict, metric, targets, kind:
 
 
 @eqx.filter_jit
-def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk):
+def _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
+           positions=None):
+    """One group's scores `[n, ...]`. `positions [n]` (`single_positions`): each source's stretch up to the
+    next attention is decomposed at its own position alone (`walk_at_position`)."""
     record = frozenset() if targets is None else frozenset(targets)
 
-    def one_source(source_masks):
+    def one_source(source):
+        source_masks, p = source
+
         def one(x, clean, m):
-            out, records = walk(model, x, source_masks, reference, clean=clean, start=start, fixed=fixed,
-                                cleanup=cleanup, record=record, shapley=shapley)
-            return _target_value(out, records, clean, m, targets, kind)
+            if p is None:
+                out, records = walk(model, x, source_masks, reference, clean=clean, start=start, fixed=fixed,
+                                    cleanup=cleanup, record=record, shapley=shapley)
+                return _target_value(out, records, clean, m, targets, kind)
+            row = lambda tree: {n: jax.lax.dynamic_slice_in_dim(v, p, 1, 0) for n, v in tree.items() if n in source_masks}
+            out = walk_at_position(model, row(source_masks), None if reference is None else row(reference), clean, p,
+                                   start, fixed=fixed, cleanup=cleanup, shapley=shapley)
+            return _target_value(out, {}, clean, m, None, kind)
 
         return jax.vmap(one)(xs, caches, metric).mean(0)
 
-    return jax.vmap(one_source)(masks) if chunk is None else jax.lax.map(one_source, masks, batch_size=chunk)
+    sources = (masks, positions)
+    return jax.vmap(one_source)(sources) if chunk is None else jax.lax.map(one_source, sources, batch_size=chunk)
 
 
 @eqx.filter_jit
@@ -148,7 +159,10 @@ def contributions(
     caches, clean = _caches(model, xs, metric)
     values = None
     for start, idx, masks in by_start_layer(model.config, grid):
-        part = _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk)
+        positions = single_positions(start, masks) if targets is None else None
+        positions = None if positions is None else jnp.asarray(positions)
+        part = _group(model, xs, caches, masks, reference, metric, targets, start, fixed, cleanup, shapley, kind, chunk,
+                      positions)
         if values is None:
             values = jnp.zeros((grid.n_sites, *part.shape[1:]), part.dtype)
         values = values.at[jnp.asarray(idx)].set(part)

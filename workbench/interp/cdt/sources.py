@@ -72,3 +72,22 @@ def by_start_layer(config: TransformerConfig, grid: SiteGrid) -> list[tuple[int,
         masks = {n: jnp.asarray(np.asarray(grid.masks[n])[idx]) for n in grid.names if used[n][idx].any()}
         groups.append((min(layer, config.n_layers - 1), idx, masks))
     return groups
+
+
+def after_attention(layer: int) -> frozenset[str]:
+    """The source hooks of `layer` after its attention (its head outputs on): from there to the next
+    layer's q, k, v every rule acts on each position alone (linear maps, norms, activations, adds, clean-up)."""
+    l = layer
+    return frozenset((sites.attn(l, "z"), sites.attn_out(l), sites.resid_mid(l), sites.mlp_out(l), sites.resid_post(l)))
+
+
+def single_positions(layer: int, masks: dict[str, Array]) -> np.ndarray | None:
+    """For a group of sources of `layer` (`by_start_layer`'s masks) that all sit after its attention, each
+    confined to one position: that position per source `[n]`; None otherwise. The beta of such a source
+    is exactly 0 at every other position up to the next attention, so that stretch needs its position alone."""
+    if not masks or not set(masks) <= after_attention(layer):
+        return None
+    rows = sum(np.asarray(m).reshape(*m.shape[:2], -1).any(-1).astype(int) for m in masks.values())  # [n, seq]
+    if not np.all((rows > 0).sum(1) == 1):
+        return None
+    return np.argmax(rows > 0, axis=1).astype(np.int32)

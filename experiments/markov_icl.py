@@ -58,6 +58,7 @@ class Config:
     eval_size: int = 512
     progress_prompts: int = 128
     patch_prompts: int = 64
+    ig_steps: int = 2
     smooth_window: int = 5
     log_every: int = 25
     eval_every: int = 25
@@ -70,6 +71,7 @@ class Config:
         check_int("markov-icl", "n_symbols", self.n_symbols, low=2)
         check_int("markov-icl", "seq_len", self.seq_len, low=3)
         check_int("markov-icl", "patch_prompts", self.patch_prompts, low=2)
+        check_int("markov-icl", "ig_steps", self.ig_steps, low=0)
         for name in ("lr", "b1", "b2", "init_range"):
             check_float("markov-icl", name, getattr(self, name), strict=True)
         check_float("markov-icl", "weight_decay", self.weight_decay)
@@ -194,7 +196,7 @@ def _finish(config: Config, model: Transformer, est: dict[str, float], run: Seed
     keys = run.keys("patch", 2)
     task = make_task(config)
     clean, corrupted = (task.sample(k, config.patch_prompts).tokens for k in keys)
-    report = patching.analyse_model(model, clean, corrupted)
+    report = patching.analyse_model(model, clean, corrupted, config.ig_steps)
     run.write_json("extras", {"estimators": est, "phases": ph, "patching": report})
     nan = float("nan")
     lag = nan if ph["transition_step"] is None else abs(ph["induction_rise_step"] - ph["transition_step"]) / config.steps
@@ -216,7 +218,8 @@ def _finish(config: Config, model: Transformer, est: dict[str, float], run: Seed
               "path patching a0 -> a1: share of the effect carried by the layer-1 keys (vs queries, values)",
               one_sided=True),
         Check("attribution_spearman", 1.0, report["attribution_spearman"], 0.2,
-              "Spearman correlation of attribution and activation patching over head x position sites (>= 0.8)",
+              "Spearman correlation of attribution (integrated over ig_steps midpoints) and activation patching "
+              "of the clean prediction's logit difference over head x position sites (>= 0.8)",
               one_sided=True),
     ]
 

@@ -178,6 +178,22 @@ def test_attribution_patching_is_first_order_activation_patching():
     assert np.corrcoef(ranks(approx), ranks(exact))[0, 1] > 0.9
 
 
+def test_integrated_attribution_adds_up_to_patching_each_whole_hook(model, prompts):
+    """With one site per hook the integrated path is the patch itself: the midpoint rule converges to
+    activation patching, far closer than the clean-run gradient on this large (random-token) corruption."""
+    clean, corrupted, metric = prompts
+    grid = site_grid(CONFIG, "z", SEQ, by_head=False, by_pos=False)
+    exact = np.asarray(activation_patching(model, clean, corrupted, metric, grid).effect.values)
+    ig = np.asarray(attribution_patching(model, clean, corrupted, metric, grid, ig_steps=16).effect.values)
+    plain = np.asarray(attribution_patching(model, clean, corrupted, metric, grid).effect.values)
+    scale = np.abs(exact).max()
+    assert scale > 0
+    np.testing.assert_allclose(ig, exact, rtol=0, atol=0.01 * scale)
+    assert np.abs(ig - exact).max() < 0.2 * np.abs(plain - exact).max()
+    with pytest.raises(ValueError, match="ig_steps"):
+        attribution_patching(model, clean, corrupted, metric, grid, ig_steps=-1)
+
+
 def test_logit_diff_metric_and_normalisation(model, prompts, z_grid):
     clean, corrupted, _ = prompts
     metric = LogitDiff(correct=clean[:, -1], wrong=corrupted[:, -1])

@@ -12,6 +12,7 @@ from .metrics import Output as Output
 from .metrics import AbstractMetric as AbstractMetric
 from .metrics import LogitDiff as LogitDiff
 from .metrics import Loss as Loss
+from .metrics import MeanLogitDiff as MeanLogitDiff
 from .patching import ablation as ablation
 from .patching import ablation_sources as ablation_sources
 from .patching import activation_patching as activation_patching

@@ -32,6 +32,20 @@ class LogitDiff(AbstractMetric):
         return out[self.position, self.correct] - out[self.position, self.wrong]
 
 
+class MeanLogitDiff(AbstractMetric):
+    """Mean over positions of `out[t, correct[t]] - out[t, wrong[t]]` (fields `[batch, seq]` ints);
+    positions with a negative `correct` are skipped."""
+
+    correct: Int[Array, " seq"]
+    wrong: Int[Array, " seq"]
+
+    def __call__(self, out, clean_out):
+        keep = self.correct >= 0
+        pick = lambda idx: jnp.take_along_axis(out, jnp.maximum(idx, 0)[:, None], -1)[:, 0]
+        diff = pick(self.correct) - pick(self.wrong)
+        return jnp.sum(jnp.where(keep, diff, 0.0)) / jnp.maximum(keep.sum(), 1)
+
+
 class Loss(AbstractMetric):
     """Mean cross-entropy of `out` on `targets [batch, seq]`; positions with a negative target are skipped."""
 

@@ -100,9 +100,9 @@ class Experiment(abc.ABC, Generic[ConfigT]):
     (the published scale). A config is a frozen dataclass of flat scalar fields, overridden by
     `wb run --set key=value` with type checks.
 
-    **Does:** `run_seed(config, run) -> list[Check]` for one seed, or `run(config, runs, *, vmap)`
-    for a group (all at once with `jax.vmap` when `vmap`); raise `core.errors.TrainingDiverged`
-    when a loss stops being finite. `analyse(config, runs) -> Analysis` draws the figures and tables
+    **Does:** `run_seed(config, run) -> list[Check]` for one seed, or `run_group(config, runs)` for
+    seeds trained as one program (`run` calls it on all seeds when `vmap`, on one seed at a time
+    otherwise); raise `core.errors.TrainingDiverged` when a loss stops being finite. `analyse(config, runs) -> Analysis` draws the figures and tables
     over seeds. Every seed returns the same checks in the same order.
     """
 
@@ -112,11 +112,17 @@ class Experiment(abc.ABC, Generic[ConfigT]):
     presets: ClassVar[Mapping[str, Any]]
 
     def run(self, config: ConfigT, runs: Sequence[SeedRun], *, vmap: bool = False) -> list[list[Check]]:
-        """Each seed's checks, in the order of `runs`. The default runs the seeds one by one."""
+        """Each seed's checks, in the order of `runs`: `run_group` on all seeds at once when `vmap`,
+        else on each seed alone."""
+        groups = [list(runs)] if vmap else [[run] for run in runs]
+        return [checks for group in groups for checks in self.run_group(config, group)]
+
+    def run_group(self, config: ConfigT, runs: list[SeedRun]) -> list[list[Check]]:
+        """The checks of seeds trained as one (vmapped) program. The default runs `run_seed` on each."""
         return [self.run_seed(config, run) for run in runs]
 
     def run_seed(self, config: ConfigT, run: SeedRun) -> list[Check]:
-        raise NotImplementedError(f"{type(self).__name__} defines neither run_seed nor run")
+        raise NotImplementedError(f"{type(self).__name__} defines none of run_seed, run_group and run")
 
     @abc.abstractmethod
     def analyse(self, config: ConfigT, runs: Sequence[SeedRun]) -> Analysis:

@@ -26,7 +26,7 @@ from workbench.tasks import ARProcess
 from workbench.tasks import predictors as P
 from workbench.tasks.regression_family import TrajectoryBatch
 from workbench.theory import ar_gd
-from workbench.train import checkpoint
+from workbench.train import load_trained
 
 from . import _icl_autoregressive_figures as figures
 from ._base import Experiment, SeedRun
@@ -223,18 +223,14 @@ def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
 
 def load_models(config: Config, run_dir: Path) -> tuple[CausalLinearAttention, ...]:
     """The trained layers (in the order of `LAYERS`) from the newest checkpoint of a seed folder."""
-    like = _init(config, jax.random.key(0))
-    opt_like = make_optimizer(config).init(eqx.filter(like, eqx.is_array))
-    return checkpoint.load(run_dir, checkpoint.steps(run_dir)[-1], (like, opt_like))[0]
+    return load_trained(run_dir, _init(config, jax.random.key(0)), make_optimizer(config))
 
 
 class IclAutoregressive(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
-    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
-        """All seeds as one vmapped program when `vmap`, else one by one."""
-        groups = [list(runs)] if vmap else [[r] for r in runs]
-        return [checks for group in groups for checks in _run_group(config, group)]
+    def run_group(self, config: Config, runs) -> list[list[Check]]:
+        return _run_group(config, runs)
 
     def analyse(self, config: Config, runs) -> Analysis:
         return figures.analyse(config, runs, X1_DISTS, [label(d, i) for d, i in LAYERS])

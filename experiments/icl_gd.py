@@ -24,7 +24,7 @@ from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression, RegressionBatch
 from workbench.tasks.predictors import gd, ols, unmasked
 from workbench.tasks.regression import best_gd_eta, half_mse, predict_batch
-from workbench.train import Schedule, checkpoint, train, unstack
+from workbench.train import Schedule, load_trained, train, unstack
 from workbench.theory import lsa_gd
 
 from . import _icl_gd_figures as figures
@@ -202,18 +202,14 @@ def _finish(config: Config, model: LinearSelfAttention, eta: float, batch: Regre
 
 def load_model(config: Config, run_dir: Path) -> LinearSelfAttention:
     """The trained layer from the newest checkpoint of a seed folder."""
-    like = LinearSelfAttention(config.d, key=jax.random.key(0))
-    opt_like = make_optimizer(config).init(eqx.filter(like, eqx.is_array))
-    return checkpoint.load(run_dir, checkpoint.steps(run_dir)[-1], (like, opt_like))[0]
+    return load_trained(run_dir, LinearSelfAttention(config.d, key=jax.random.key(0)), make_optimizer(config))
 
 
 class IclGd(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
-    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
-        """All seeds as one vmapped program when `vmap`, else one by one."""
-        groups = [list(runs)] if vmap else [[r] for r in runs]
-        return [checks for group in groups for checks in _run_group(config, group)]
+    def run_group(self, config: Config, runs) -> list[list[Check]]:
+        return _run_group(config, runs)
 
     def analyse(self, config: Config, runs) -> Analysis:
         s2, m4 = make_task(config).x_moments

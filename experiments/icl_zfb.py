@@ -24,7 +24,7 @@ from workbench.core.validate import check_float, check_int
 from workbench.models import LinearSelfAttention
 from workbench.tasks import LinearRegression, RegressionBatch
 from workbench.tasks.predictors import ols
-from workbench.train import checkpoint
+from workbench.train import load_trained
 from workbench.theory import zfb
 
 from . import _icl_zfb_figures as figures
@@ -193,18 +193,14 @@ def _finish(config: Config, models, eval_key, run: SeedRun) -> list[Check]:
 
 def load_models(config: Config, run_dir: Path) -> tuple[LinearSelfAttention, ...]:
     """The trained pair (isotropic, diagonal) from the newest checkpoint of a seed folder."""
-    like = _init(config, jax.random.key(0))
-    opt_like = make_optimizer(config).init(eqx.filter(like, eqx.is_array))
-    return checkpoint.load(run_dir, checkpoint.steps(run_dir)[-1], (like, opt_like))[0]
+    return load_trained(run_dir, _init(config, jax.random.key(0)), make_optimizer(config))
 
 
 class IclZfb(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
-    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
-        """All seeds as one vmapped program when `vmap`, else one by one."""
-        groups = [list(runs)] if vmap else [[r] for r in runs]
-        return [checks for group in groups for checks in _run_group(config, group)]
+    def run_group(self, config: Config, runs) -> list[list[Check]]:
+        return _run_group(config, runs)
 
     def analyse(self, config: Config, runs) -> Analysis:
         return figures.analyse(config, runs, SPECTRA, SHIFT)

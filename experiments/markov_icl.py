@@ -22,7 +22,7 @@ from workbench.core.results import Analysis
 from workbench.core.validate import check_float, check_int
 from workbench.models import Transformer, TransformerConfig
 from workbench.tasks.markov import DirichletMarkovICL, log_loss, markov_predictors
-from workbench.train import Schedule, checkpoint, train, unstack
+from workbench.train import Schedule, load_trained, train, unstack
 
 from . import _markov_icl_figures as figures
 from . import _markov_icl_patching as patching
@@ -226,18 +226,14 @@ def _finish(config: Config, model: Transformer, est: dict[str, float], run: Seed
 
 def load_model(config: Config, run_dir: Path) -> Transformer:
     """The trained model from the newest checkpoint of a seed folder."""
-    like = Transformer(model_config(config), key=jax.random.key(0))
-    opt_like = make_optimizer(config).init(eqx.filter(like, eqx.is_array))
-    return checkpoint.load(run_dir, checkpoint.steps(run_dir)[-1], (like, opt_like))[0]
+    return load_trained(run_dir, Transformer(model_config(config), key=jax.random.key(0)), make_optimizer(config))
 
 
 class MarkovIcl(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
-    def run(self, config: Config, runs, *, vmap: bool = False) -> list[list[Check]]:
-        """All seeds as one vmapped program when `vmap`, else one by one."""
-        groups = [list(runs)] if vmap else [[r] for r in runs]
-        return [checks for group in groups for checks in _run_group(config, group)]
+    def run_group(self, config: Config, runs) -> list[list[Check]]:
+        return _run_group(config, runs)
 
     def analyse(self, config: Config, runs) -> Analysis:
         return figures.analyse(config, runs, HEAD)

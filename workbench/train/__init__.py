@@ -2,6 +2,7 @@
 
 from . import checkpoint as checkpoint
 from .loop import Schedule as Schedule
+from .loop import load_trained as load_trained
 from .loop import make_step as make_step
 from .loop import stack as stack
 from .loop import train as train

@@ -209,3 +209,16 @@ def train(
         progress.close()
     return models
 
+
+
+def load_trained(run_dir: Path, like: Any, optimizer: optax.GradientTransformation) -> Any:
+    """The model saved by `train` at the newest checkpoint of one seed's `run_dir`.
+
+    `like` is any model of the same structure (e.g. freshly initialised); the checkpoint holds
+    `(model, opt_state)`, so the optimiser's state is rebuilt from `optimizer` to read it.
+    """
+    steps = checkpoint.steps(Path(run_dir))
+    if not steps:
+        raise WorkbenchError(f"{run_dir} holds no checkpoint", "train it first: wb run NAME")
+    opt_like = optimizer.init(eqx.filter(like, eqx.is_array))
+    return checkpoint.load(Path(run_dir), steps[-1], (like, opt_like))[0]

@@ -25,3 +25,6 @@ from .scoring import ROC as ROC
 from .scoring import edge_roc as edge_roc
 from .scoring import node_roc as node_roc
 from .scoring import roc_from_scores as roc_from_scores
+from .export import from_eap_ig as from_eap_ig
+from .export import to_dot as to_dot
+from .export import to_eap_ig as to_eap_ig

@@ -42,7 +42,6 @@ class CircuitTask(eqx.Module):
     metric: AbstractMetric
     clean_out: Array
     ablated: Array
-    ablation: str = eqx.field(static=True)
 
     @property
     def layout(self):
@@ -89,7 +88,7 @@ def circuit_task(
 ) -> CircuitTask:
     """The `CircuitTask` of `model` on `xs` under `metric` and `ablation` (see `ablated_values`)."""
     ablated = ablated_values(model, xs, ablation, corrupted=corrupted, reference=reference)
-    return CircuitTask(model, xs, metric, _clean(model, xs), ablated, ablation)
+    return CircuitTask(model, xs, metric, _clean(model, xs), ablated)
 
 
 def task_metric(task: CircuitTask, mask: Float[Array, " edge"]) -> Float[Array, ""]:

@@ -125,9 +125,10 @@ def path_patching(task: CircuitTask, *, chunk: int | None = None) -> Discovery:
     """Each edge ablated alone from the full model (one vmapped program); score `|m(M \\ e) - m(M)|`."""
     lay = task.layout
     n = lay.n_edges
-    masks = jnp.concatenate([1.0 - jnp.eye(n), jnp.ones((1, n))])
+    # the full model and the empty circuit at the end: the shape `faithfulness` of every size compiles for
+    masks = jnp.concatenate([1.0 - jnp.eye(n), jnp.ones((1, n)), jnp.zeros((1, n))])
     values, seconds = _timed(lambda: evaluate(task, masks, chunk=chunk))
-    effect = np.abs(np.asarray(values[:-1]) - float(values[-1]))
+    effect = np.abs(np.asarray(values[:-2]) - float(values[-2]))
     return Discovery("path_patching", lay.complete.with_scores(dict(zip(lay.edges, effect.tolist()))), seconds)
 
 

@@ -21,7 +21,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
 
 from workbench.models import Circuit
 
@@ -155,7 +154,3 @@ def run_all(task: CircuitTask, *, ig_steps: int = 5, thresholds=THRESHOLDS) -> d
     """Every method on `task` (EAP both at the full model and integrated)."""
     return {"acdc": acdc(task, thresholds), "eap": eap(task), "eap_ig": eap(task, ig_steps=ig_steps),
             "path_patching": path_patching(task), "cdt": cdt(task)}
-
-
-def masks_of(task: CircuitTask, circuits) -> Array:
-    return jnp.stack([task.layout.mask(c) for c in circuits])

@@ -87,6 +87,15 @@ def test_faithfulness_is_one_for_the_model_and_zero_for_the_empty_circuit(ablati
     half = full.restrict(full.edges[::2])
     f = C.faithfulness(task, full, full.restrict([]), half)
     assert f[0] == 1.0 and f[1] == 0.0 and np.isfinite(f[2]) and f[2] not in (0.0, 1.0)
+    if ablation == "zero":
+        with pytest.raises(ValueError, match="one or more Circuit"):
+            C.faithfulness(task)
+        with pytest.raises(ValueError, match="thresholds >= 0"):
+            C.acdc(task, thresholds=())
+        with pytest.raises(ValueError, match=r"masks must be \[n, 46\]"):
+            C.evaluate(task, jnp.ones(46))
+        with pytest.raises(ValueError, match="resample ablation needs corrupted"):
+            C.circuit_task(model, _xs(4), KL(), "resample")
 
 
 def test_completeness_and_minimality_of_the_full_model():

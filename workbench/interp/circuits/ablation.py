@@ -126,6 +126,8 @@ def faithfulness(task: CircuitTask, *circuits: Circuit) -> np.ndarray:
 
     The full model and the empty circuit run through the same masked program as the circuits, so
     both ends hold exactly. `nan` when the empty circuit scores as the model does."""
+    if not circuits or not all(isinstance(c, Circuit) for c in circuits):
+        raise ValueError("faithfulness(task, *circuits) takes one or more Circuit values")
     masks = jnp.stack([task.layout.mask(c) for c in circuits])
     values, full, empty = _ends(task, masks)
     return _normalise(np.asarray(values), full, empty)

@@ -90,6 +90,8 @@ def acdc(task: CircuitTask, thresholds=THRESHOLDS) -> Discovery:
     """ACDC at each of `thresholds` (one vmapped scan). `sweep` holds each run's circuit (the ROC's
     points); an edge's score is the largest threshold at which it was kept (-1: never)."""
     ts = sorted(float(t) for t in thresholds)
+    if not ts or min(ts) < 0:
+        raise ValueError(f"acdc needs one or more thresholds >= 0, got {thresholds!r}")
     masks, seconds = _timed(lambda: _acdc(task, jnp.asarray(reverse_topological(task)), jnp.asarray(ts, jnp.float32)))
     masks = np.asarray(masks) > 0.5
     lay = task.layout

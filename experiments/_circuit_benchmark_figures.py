@@ -40,7 +40,7 @@ def _runtime_figure(records: list[dict], programs: list[str], methods) -> dict:
     for m in methods:
         fig.add_bar(x=programs, y=[_mean([r[p]["ablations"]["zero"][m]["seconds"] for r in records]) for p in programs],
                     name=m)
-    fig.update_layout(title="Wall time per method (zero ablation; first call, compilation included)",
+    fig.update_layout(title="Wall time per method (zero ablation: the first call, compilation included)",
                       barmode="group", yaxis_title="seconds", yaxis_type="log")
     return fig.to_plotly_json()
 
@@ -81,7 +81,9 @@ def analyse(records: list[dict], methods, mean_reference: str) -> Analysis:
              "Edge ROC AUC against the ground truth (compiled programs: the compiler's circuit; induction: the "
              f"reference circuit with previous-token head a0.h{ind['prev_head']} and induction head "
              f"a1.h{ind['induction_head']}, found from the attention patterns). CD-T decomposes the clean run, so "
-             "it has one row (zero ablation for compiled programs, the last ablation row for induction). Times are wall seconds of each call, compilation included.", "",
+             "it has one row (zero ablation for compiled programs, the last ablation's row for induction). Times "
+             "are wall seconds of each call: the zero row includes compiling each method for that "
+             "model, the later rows reuse it (`wb bench circuits` times them warm).", "",
              *_table(records, [*programs, "induction"], methods), "",
              f"**Mean ablation's reference set:** {mean_reference}. **Resample ablation:** each prompt's senders take "
              "their outputs on another prompt of the set (compiled programs: the set rolled by one; induction: "

@@ -10,7 +10,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 
 class AbstractMetric(eqx.Module):
@@ -71,13 +71,18 @@ class KL(AbstractMetric):
 
 
 class MSE(AbstractMetric):
-    """Mean squared error of a vector output against `target [batch, seq, d_out]`, or the clean output (None)."""
+    """Mean squared error of a vector output against `target [batch, seq, d_out]`, or the clean output (None);
+    over the positions where `keep [batch, seq]` is true, if given (e.g. not padding)."""
 
     target: Float[Array, "seq d_out"] | None = None
+    keep: Bool[Array, " seq"] | None = None
 
     def __call__(self, out, clean_out):
         target = clean_out if self.target is None else self.target
-        return jnp.mean((out - target) ** 2)
+        if self.keep is None:
+            return jnp.mean((out - target) ** 2)
+        per_position = jnp.mean((out - target) ** 2, -1)
+        return jnp.sum(jnp.where(self.keep, per_position, 0.0)) / jnp.maximum(self.keep.sum(), 1)
 
 
 class Output(AbstractMetric):

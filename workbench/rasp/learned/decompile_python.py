@@ -3,8 +3,9 @@
 The module imports only `sys`. `run(tokens)` takes the symbols (without BOS) and returns one output
 class per symbol; `python program.py 2 0 1` prints them. Each head becomes a predicate function
 (`if q in {...}: return k == ...`) with `select_closest`/`aggregate` (categorical) or `count`
-(numerical), each MLP and the classifier a lookup table given as its most common value plus
-exceptions.
+(numerical), each MLP a lookup table given as its most common value plus exceptions, and the
+classifier integer scores per value of each variable it reads (the output: the first class with the
+highest total).
 """
 
 from collections import Counter
@@ -34,6 +35,15 @@ def aggregate(chosen, values):
 def count(keys, queries, predicate):
     """How many keys match each query."""
     return [sum(1 for k in keys if predicate(q, k)) for q in queries]
+
+
+def classify(bias, tables, values):
+    """The first class with the highest score: bias plus each variable's scores for its value."""
+    scores = list(bias)
+    for table, x in zip(tables, values):
+        for c, s in enumerate(table[x]):
+            scores[c] += s
+    return max(range(len(scores)), key=lambda c: (scores[c], -c))
 '''
 
 
@@ -95,16 +105,21 @@ def python_source(program: DiscreteProgram, *, title: str = "A learned Transform
         else:
             out += _table(f"{u.name}_table", u.table, u.reads)
         out.append("")
-    out.append(f"# classifier: the argmax of a linear classifier over {lst.out_reads[0]} and {lst.out_reads[1]}")
-    out += _table("classifier", lst.out_table, lst.out_reads)
+    names = [name for name, _ in lst.out_terms]
+    out.append("# classifier: integer scores per class, for each value of the variables it reads")
+    out.append(f"CLASSIFIER_BIAS = {tuple(int(x) for x in lst.out_bias)}")
+    for name, table in lst.out_terms:
+        rows = ",\n    ".join(f"{tuple(int(x) for x in row)}" for row in table)
+        out.append(f"SCORES_{name.upper()} = [  # by value of {name}\n    {rows},\n]")
+    out.append(f"CLASSIFIER_TABLES = [{', '.join(f'SCORES_{n.upper()}' for n in names)}]")
     out += ["", "", "def run(tokens):", '    """One output class per symbol of `tokens` (symbols, without BOS)."""',
             "    tokens = [int(t) for t in tokens]",
             "    if not 1 <= len(tokens) <= MAX_LENGTH or any(not 0 <= t < N_SYMBOLS for t in tokens):",
             "        raise ValueError(f'run(tokens): need 1..{MAX_LENGTH} symbols in 0..{N_SYMBOLS - 1}, got {tokens}')",
             "    tokens = [BOS] + tokens", "    positions = list(range(len(tokens)))", "    ones = [1] * len(tokens)"]
     out += [f"    {_call(u)}" for u in lst.units]
-    a, b = lst.out_reads
-    out += [f"    return [classifier(a, b) for a, b in zip({a}, {b})][1:]", "", "",
+    values = f"zip({', '.join(names)})" if names else "([] for _ in tokens)"
+    out += [f"    return [classify(CLASSIFIER_BIAS, CLASSIFIER_TABLES, xs) for xs in {values}][1:]", "", "",
             'if __name__ == "__main__":', '    print(" ".join(str(y) for y in run(sys.argv[1:])))', ""]
     return "\n".join(out)
 

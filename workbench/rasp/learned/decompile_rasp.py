@@ -6,7 +6,10 @@ positions are the learned model's positions. Heads and MLPs become:
 
 - numerical head: `SelectorWidth(Select(k, target, EQ))` with `target = Map(pred, q)` (a count, kept
   categorical, so that MLPs and the classifier can read it through lookup tables);
-- MLP, classifier: `SequenceMap(table, a, b)` (a `Map` where an input is the constant `ones`);
+- MLP: `SequenceMap(table, a, b)` (a `Map` where an input is the constant `ones`);
+- classifier: per class, a numerical `Map` of each variable to its integer score, summed by a tree of
+  `LinearSequenceMap`s; then `[s_c > s_c']` for every pair of classes (numerical differences, mapped
+  to booleans) and a chain of `SequenceMap`s keeping the first class that beats every earlier one;
 - categorical head: RASP has no "nearest match", so it is built from counts. The nearest match on
   the left is the match whose rank among equal keys from the left (`SelectorWidth` of equal keys at
   or before it) equals the number of matches left of the query; one `Select` pair picks it, a
@@ -105,6 +108,38 @@ class _Builder:
             return L.Map(lambda x: t[x][1], self.sops[a], desc="table({0}, 1)")
         return L.SequenceMap(lambda x, y: t[x][y], self.sops[a], self.sops[b], desc="table({0}, {1})")
 
+    def score(self, lst: Listing, c: int) -> L.SOp:
+        """Class `c`'s integer score at every position (numerical)."""
+        bias = int(lst.out_bias[c])
+        terms = []
+        for i, (name, table) in enumerate(lst.out_terms):
+            col = tuple(int(x) + (bias if i == 0 else 0) for x in table[:, c])
+            terms.append(L.numerical(L.Map(lambda x, col=col: col[x], self.sops[name], desc=f"score_{c}({{0}})")
+                                     ).named(f"score_{c}_{name}"))
+        if not terms:
+            return L.numerical(L.Full(bias)).named(f"score_{c}")
+        while len(terms) > 1:  # a balanced tree of sums: few layers
+            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
+            terms = [p[0] if len(p) == 1 else L.numerical(L.LinearSequenceMap(p[0], p[1], 1, 1)) for p in pairs]
+        return terms[0].named(f"score_{c}")
+
+    def classifier(self, lst: Listing) -> L.SOp:
+        """The first class with the highest score: class c wins over the earlier best if it beats all earlier ones."""
+        scores = [self.score(lst, c) for c in range(len(lst.out_bias))]
+        best: L.SOp = L.Full(0).named("best_0")
+        for c in range(1, len(scores)):
+            beats = []
+            for e in range(c):
+                diff = L.numerical(L.LinearSequenceMap(scores[c], scores[e], 1, -1)).named(f"score_{c}-{e}")
+                beats.append(L.Map(lambda d: d > 0.5, diff, desc="{0} > 0").named(f"beats_{c}_{e}"))
+            while len(beats) > 1:
+                pairs = [beats[i:i + 2] for i in range(0, len(beats), 2)]
+                beats = [p[0] if len(p) == 1 else L.SequenceMap(lambda a, b: bool(a and b), p[0], p[1], desc="{0} and {1}")
+                         for p in pairs]
+            best = L.SequenceMap(lambda b, up, c=c: c if up else b, best, beats[0], desc=f"{c} if {{1}} else {{0}}"
+                                 ).named(f"best_{c}")
+        return best
+
     def unit(self, u: Unit) -> L.SOp:
         if u.kind == "cat_head":
             sop = self.cat_head(u)
@@ -135,7 +170,7 @@ def rasp_program(program: DiscreteProgram) -> L.SOp:
     builder = _Builder(lst, program.config.n_ctx)
     for u in lst.units:
         builder.unit(u)
-    return builder.lookup(lst.out_table, lst.out_reads).named("output")
+    return builder.classifier(lst).named("output")
 
 
 def compile_learned(program: DiscreteProgram, *, validation_budget: int = 200, seed: int = 0) -> CompiledProgram:

@@ -11,7 +11,9 @@ Semantics of one sequence `[BOS, s_1..s_n]` (positions `0..n`):
   nearest matching `j != i` (the left one on a tie), else at `i` itself if it matches, else at BOS;
 - numerical head: the number of keys `j` (BOS and `i` included) with `pred[q_i] == k_j`;
 - MLP: `table[a, b]` of its two inputs (numerical inputs are counts `0..n_ctx`);
-- classifier: `table[a, b]`, the argmax of the linear classifier over the two one-hot codes.
+- classifier: the argmax (first on a tie) of `bias + sum_v out_cat[v, x_v] + sum_u out_num[u, n_u]`,
+  integer scores: the linear classifier's weights scaled so that the largest is `SCORE_LEVELS` and
+  rounded, which keeps the three implementations' sums exact.
 """
 
 import equinox as eqx
@@ -20,6 +22,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int
 
 from .model import MLPs, ProgramConfig, TransformerProgram
+
+SCORE_LEVELS = 16  # the largest classifier score (in absolute value) after rounding
 
 
 class DiscreteBlock(eqx.Module):
@@ -40,13 +44,20 @@ class DiscreteProgram(eqx.Module):
 
     config: ProgramConfig = eqx.field(static=True)
     blocks: tuple[DiscreteBlock, ...]
-    out_read: Int[Array, " 2"]
-    out_table: Int[Array, "d_var d_var"]
+    out_cat: Int[Array, "n_cat d_var d_out"]
+    out_num: Int[Array, "n_num n_counts d_out"]
+    out_bias: Int[Array, " d_out"]
 
     def __call__(self, tokens: Int[Array, " seq"]) -> Int[Array, " seq"]:
         """The output class of every position of `tokens = [BOS, s_1..s_n]`."""
+        return jnp.argmax(self.scores(tokens), -1)
+
+    def scores(self, tokens: Int[Array, " seq"]) -> Int[Array, "seq d_out"]:
+        """The classifier's integer scores at every position."""
         cat, num = self.variables(tokens)
-        return self.out_table[cat[:, self.out_read[0]], cat[:, self.out_read[1]]]
+        v_cat, v_num = jnp.arange(cat.shape[1]), jnp.arange(num.shape[1])
+        return (self.out_cat[v_cat[None, :], cat].sum(1) + self.out_num[v_num[None, :], num].sum(1)
+                + self.out_bias)
 
     def variables(self, tokens: Int[Array, " seq"]) -> tuple[Int[Array, "seq n_cat"], Int[Array, "seq n_num"]]:
         """Every variable's value at every position: categorical `[seq, n_cat]`, numerical `[seq, n_num]`."""
@@ -116,7 +127,11 @@ def discretise(model: TransformerProgram) -> DiscreteProgram:
             num_mlp_read=jnp.argmax(block.num_mlp.read, -1).astype(jnp.int32),
             num_mlp_table=_table(block.num_mlp, 1, jnp.arange(c.n_ctx + 1)),
         ))
-    eye = jnp.eye(c.d_var)
-    logits = model.classifier.logits(jnp.repeat(eye, c.d_var, 0), jnp.tile(eye, (c.d_var, 1)))
-    out_table = jnp.argmax(logits, -1).reshape(c.d_var, c.d_var).astype(jnp.int32)
-    return DiscreteProgram(c, tuple(blocks), jnp.argmax(model.classifier.read, -1).astype(jnp.int32), out_table)
+    clf = model.classifier
+    num_terms = jnp.arange(c.n_ctx + 1)[None, :, None] * clf.W_num[:, None, :]  # [n_num, n_counts, d_out]
+    largest = jnp.max(jnp.abs(jnp.concatenate([clf.W_cat.ravel(), num_terms.ravel(), clf.b])))
+    scale = SCORE_LEVELS / jnp.maximum(largest, 1e-12)
+
+    def rounded(x):
+        return jnp.round(x * scale).astype(jnp.int32)
+    return DiscreteProgram(c, tuple(blocks), rounded(clf.W_cat), rounded(num_terms), rounded(clf.b))

@@ -13,8 +13,8 @@ the variables written so far). A categorical head maps its query value to one ke
 learned predicate matrix (row-softmax), attends to the nearest matching key (left first on a tie,
 itself last) and to BOS when none matches; a numerical head counts its matching keys (the values
 are fixed to `ones`, the paper's `selector_width` option, so every numerical variable is an integer
-count). MLPs read two variables and write a categorical one. The output classifier reads two
-categorical variables and is linear in their one-hot codes.
+count). MLPs read two variables and write a categorical one. The output classifier is linear
+over every final variable (the one-hot codes of the categorical ones and the numerical values).
 
 `model(tokens, tau, key)` is the relaxed forward pass of one sequence (`key=None`: no Gumbel noise);
 `workbench.rasp.learned.discretise` gives the argmax program.
@@ -185,14 +185,14 @@ class Block(eqx.Module):
 
 
 class Classifier(eqx.Module):
-    """Reads two categorical variables; logits are linear in their one-hot codes."""
+    """Linear over all final variables: `W_cat` per categorical value, `W_num` per unit of a count."""
 
-    read: Float[Array, "2 n_vars"]
-    W: Float[Array, "2 d_var d_out"]
+    W_cat: Float[Array, "n_cat d_var d_out"]
+    W_num: Float[Array, "n_num d_out"]
     b: Float[Array, " d_out"]
 
-    def logits(self, a: Float[Array, "... d_var"], b: Float[Array, "... d_var"]) -> Float[Array, "... d_out"]:
-        return a @ self.W[0] + b @ self.W[1] + self.b
+    def __call__(self, cat: Float[Array, "seq n_cat d_var"], num: Float[Array, "seq n_num"]) -> Float[Array, "seq d_out"]:
+        return jnp.einsum("svd,vdo->so", cat, self.W_cat) + num @ self.W_num + self.b
 
 
 class TransformerProgram(eqx.Module):
@@ -217,10 +217,11 @@ class TransformerProgram(eqx.Module):
                 MLPs(c.n_num_mlps, n_num + c.n_num_heads, 1, c.d_mlp, c.d_var, key=km),
             ))
         self.blocks = tuple(blocks)
-        kr, kw = jax.random.split(keys[-1])
-        n_all = c.n_cat(c.n_layers)
-        self.classifier = Classifier(_init_read(kr, 2, n_all), jax.random.normal(kw, (2, c.d_var, c.d_out)) / np.sqrt(
-            c.d_var), jnp.zeros(c.d_out))
+        kc, kn = jax.random.split(keys[-1])
+        n_cat, n_num = c.n_cat(c.n_layers), c.n_num(c.n_layers)
+        self.classifier = Classifier(jax.random.normal(kc, (n_cat, c.d_var, c.d_out)) / np.sqrt(n_cat),
+                                     jax.random.normal(kn, (n_num, c.d_out)) / np.sqrt(n_num) / c.n_ctx,
+                                     jnp.zeros(c.d_out))
 
     def embed(self, tokens: Int[Array, " seq"]) -> tuple[Float[Array, "seq 2 d_var"], Float[Array, "seq 1"]]:
         d_var = self.config.d_var
@@ -239,6 +240,4 @@ class TransformerProgram(eqx.Module):
             mlp = block.cat_mlp(cat, tau, _key(k, 2))
             num_mlp = block.num_mlp(num[:, :, None], tau, _key(k, 3))
             cat = jnp.concatenate([cat, mlp, num_mlp], 1)
-        w = sample(self.classifier.read, tau, _key(key, self.config.n_layers))  # [2, n_vars]
-        a, b = jnp.einsum("rv,svd->rsd", w, cat)
-        return self.classifier.logits(a, b)
+        return self.classifier(cat, num)

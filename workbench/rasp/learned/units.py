@@ -28,11 +28,12 @@ class Unit:
 
 @dataclasses.dataclass(frozen=True)
 class Listing:
-    """The live units in program order, the classifier's two inputs and its table `[d_var, d_var]`."""
+    """The live units in program order and the classifier: integer score tables `[values, d_out]` of the
+    variables it reads (those whose scores depend on their value), and a bias holding the rest."""
 
     units: tuple[Unit, ...]
-    out_reads: tuple[str, str]
-    out_table: np.ndarray
+    out_terms: tuple[tuple[str, np.ndarray], ...]
+    out_bias: np.ndarray
 
     @property
     def size(self) -> dict[str, int]:
@@ -65,17 +66,25 @@ def listing(program: DiscreteProgram, prune: bool = True) -> Listing:
         for m in range(c.n_num_mlps):
             units.append(Unit("num_mlp", f"num_mlp_{l}_{m}", l, tuple(num[i] for i in b.num_mlp_read[m]),
                               b.num_mlp_table[m]))
-    out_read = np.asarray(program.out_read)
-    out_reads = (cat[out_read[0]], cat[out_read[1]])
+    out_terms, bias = [], np.asarray(program.out_bias).copy()
+    tables = [(cat[v], t) for v, t in enumerate(np.asarray(program.out_cat))]
+    tables += [(num[u], t) for u, t in enumerate(np.asarray(program.out_num))]
+    for name, table in tables:
+        if name == "ones":
+            bias += table[1]
+        elif prune and (table == table[0]).all():
+            bias += table[0]
+        else:
+            out_terms.append((name, table))
     if prune:
-        needed = set(out_reads)
+        needed = {name for name, _ in out_terms}
         kept = []
         for u in reversed(units):
             if u.name in needed:
                 kept.append(u)
                 needed.update(u.reads)
         units = kept[::-1]
-    return Listing(tuple(units), out_reads, np.asarray(program.out_table))
+    return Listing(tuple(units), tuple(out_terms), bias)
 
 
 def jax_to_np(blocks):

@@ -9,6 +9,8 @@ if such a value is reachable, the interpreter raises on that input and dynamic v
 import itertools
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from . import language as L
 from .graph import ProgramGraph
 from .language import Value
@@ -79,6 +81,15 @@ def _means(expr: L.Aggregate, values: tuple[Value, ...], n: int) -> tuple[float,
     return merge_close(means)
 
 
+def _linear(expr: L.LinearSequenceMap, a: tuple[Value, ...], b: tuple[Value, ...]) -> tuple[Value, ...]:
+    """Every `fst_fac * x + snd_fac * y`, vectorised (the same float64 arithmetic as `expr.f`): long
+    chains of sums, such as a classifier's scores, have value sets of thousands."""
+    if not all(_numeric(v, v) for v in a + b):
+        return sort_values(_apply(expr.f, itertools.product(a, b)))
+    sums = np.add.outer(expr.fst_fac * np.asarray(a, float), expr.snd_fac * np.asarray(b, float))
+    return tuple(float(x) for x in np.unique(sums))
+
+
 def infer_value_sets(graph: ProgramGraph, vocab: Sequence[Value], max_seq_len: int) -> ValueSets:
     """The value set of every SOp of `graph` on inputs over `vocab` of length 1..`max_seq_len`."""
     sets: ValueSets = {}
@@ -99,6 +110,8 @@ def _infer(expr: L.SOp, sets: ValueSets, vocab: Sequence[Value], n: int) -> tupl
         return sort_values([expr.fill])
     if isinstance(expr, L.Map):
         return sort_values(_apply(expr.f, ((x,) for x in sets[expr.inner.uid])))
+    if isinstance(expr, L.LinearSequenceMap) and L.is_numerical(expr):
+        return _linear(expr, sets[expr.fst.uid], sets[expr.snd.uid])
     if isinstance(expr, (L.SequenceMap, L.LinearSequenceMap)):
         pairs = itertools.product(sets[expr.fst.uid], sets[expr.snd.uid])
         return sort_values(_apply(expr.f, pairs))

@@ -98,8 +98,7 @@ def task_names(text: str) -> tuple[str, ...]:
 PRESETS = {
     "quick": Config(tasks="sort,hist", n_symbols=3, length=4, n_layers=2, n_cat_heads=2, n_num_heads=1,
                     steps=300, test_size=300),
-    "default": Config(tasks=",".join(TASKS), steps=3000, batch_size=256, n_layers=3, test_size=2000,
-                      eval_every=500, d_mlp=64),
+    "default": Config(tasks=",".join(TASKS), steps=2000, batch_size=256, test_size=2000, eval_every=250, d_mlp=64),
     "paper": Config(tasks=",".join(TASKS), n_symbols=8, length=8, dyck_length=16, n_layers=3, n_cat_heads=4,
                     n_num_heads=4, n_cat_mlps=2, n_num_mlps=2, d_mlp=64, steps=10_000, batch_size=512, lr=5e-2,
                     test_size=4000, eval_every=1000, baseline_d_model=64),
@@ -195,9 +194,14 @@ def _schedule(config: Config) -> Schedule:
     return Schedule(config.steps, log_every=every, eval_every=every, ckpt_every=max(config.steps // 4, 1))
 
 
+@eqx.filter_jit
+def _batched(program: DiscreteProgram, tokens):
+    return jax.vmap(program)(tokens)
+
+
 def three_way(program: DiscreteProgram, tokens: np.ndarray, validation_budget: int = 200) -> dict:
     """The discretised model, its decompiled Python and its recompiled transformer on `tokens [batch, seq]`."""
-    model_out = np.asarray(eqx.filter_jit(jax.vmap(program))(jnp.asarray(tokens)))[:, 1:]
+    model_out = np.asarray(_batched(program, jnp.asarray(tokens)))[:, 1:]
     source = python_source(program)
     run = load_python(source)["run"]
     python_out = np.array([run(row[1:].tolist()) for row in tokens])
@@ -211,7 +215,7 @@ def evaluate_task(config: Config, name: str, model: Annealed, baseline: Transfor
     task = make_task(config, name)
     test = task.sample(run.key(f"test-{name}"), config.test_size)
     tokens, labels = np.asarray(test.tokens), np.asarray(test.labels)
-    program = discretise(model.program)
+    program = eqx.filter_jit(discretise)(model.program)
     out = three_way(program, tokens, config.validation_budget)
     mask = labels[:, 1:] >= 0
     acc = float(((out["model"] == labels[:, 1:]) & mask).sum() / mask.sum())

@@ -1,12 +1,16 @@
-"""transformer-programs at the quick preset (two tasks): the discretised model, its decompiled Python
-and its recompiled RASP transformer agree on every test output; records, figures, bad input."""
+"""transformer-programs with the quick preset's architecture and tasks (two), trained briefly: the
+discretised model, its decompiled Python and its recompiled RASP transformer agree on every test
+output (agreement holds for any discretised program, so a short run tests it); records, figures,
+bad input. The full quick preset runs in the slow test."""
+
+import dataclasses
 
 import pytest
 
 from workbench.experiments import SeedRun
 from workbench.experiments import transformer_programs as exp
 
-QUICK = exp.PRESETS["quick"]
+QUICK = dataclasses.replace(exp.PRESETS["quick"], steps=40, eval_every=20, test_size=200)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +51,11 @@ def test_presets_and_bad_input():
         exp.Config(tasks="sort,sorting")
     with pytest.raises(ValueError, match="unknown task"):
         exp.make_task(QUICK, "nope")
+
+
+@pytest.mark.slow
+def test_quick_preset_agrees_on_both_tasks(tmp_path):
+    quick = exp.PRESETS["quick"]
+    [checks] = exp.EXPERIMENT.run(quick, [SeedRun(0, tmp_path)])
+    for task in quick.task_list:
+        assert {c.name: c for c in checks}[f"agreement_{task}"].ours == 1.0

@@ -23,7 +23,7 @@ from jaxtyping import Array, Int
 
 from .model import MLPs, ProgramConfig, TransformerProgram
 
-SCORE_LEVELS = 64  # the largest classifier score (in absolute value) after rounding
+SCORE_LEVELS = 256  # the largest classifier score (in absolute value) after rounding
 
 
 class DiscreteBlock(eqx.Module):

@@ -53,13 +53,18 @@ def _fmt(values, spread: bool = True) -> str:
     return f"{m:.3f} ± {s:.3f}" if spread else f"{m:.3f}"
 
 
+def _count(record: dict, key: str) -> str:
+    return f"{record[key]:,}" if key in record else "not recorded"
+
+
 def _table(names, records, paper) -> str:
     lines = ["| task | paper | ours (mean ± sd) | seeds | standard Transformer | agreement (Python, RASP) | "
-             "program size (best seed) | recompiled model |", "|---|---|---|---|---|---|---|---|"]
+             "program size (best seed) | recompiled model | parameters (program, standard) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         recs = records[n]
         if not recs:
-            lines.append(f"| {n} | {paper[n]:.3f} | not run | 0 | | | | |")
+            lines.append(f"| {n} | {paper[n]:.3f} | not run | 0 | | | | | |")
             continue
         best = max(recs, key=lambda r: r["accuracy"])
         size = best["size"]
@@ -69,7 +74,8 @@ def _table(names, records, paper) -> str:
             f"{_fmt([r['standard_accuracy'] for r in recs])} | "
             f"{min(r['agreement_python'] for r in recs):.3f}, {min(r['agreement_compiled'] for r in recs):.3f} | "
             f"{size['cat_head']} cat + {size['num_head']} num heads, {size['mlp'] + size['num_mlp']} MLPs, "
-            f"{best['source_lines']} lines | {shape['n_layers']} layers, d_model {shape['d_model']} |")
+            f"{best['source_lines']} lines | {shape['n_layers']} layers, d_model {shape['d_model']} | "
+            f"{_count(best, 'program_params')}, {_count(best, 'standard_params')} |")
     return "\n".join(lines)
 
 

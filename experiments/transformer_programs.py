@@ -211,6 +211,10 @@ def three_way(program: DiscreteProgram, tokens: np.ndarray, validation_budget: i
             "compiled_program": compiled}
 
 
+def _n_params(model) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))))
+
+
 def evaluate_task(config: Config, name: str, model: Annealed, baseline: Transformer, run: SeedRun) -> list[Check]:
     task = make_task(config, name)
     test = task.sample(run.key(f"test-{name}"), config.test_size)
@@ -229,8 +233,8 @@ def evaluate_task(config: Config, name: str, model: Annealed, baseline: Transfor
         "source": out["source"], "size": listing(program).size, "source_lines": out["source"].count("\n"),
         "circuit": compiled.circuit.to_json(), "validation": compiled.validation,
         "compiled_shape": {"n_layers": mc.n_layers, "d_model": mc.d_model, "d_mlp": mc.d_mlp, "n_heads": mc.n_heads},
-        "test_size": int(tokens.shape[0]), "params": int(sum(x.size for x in jax.tree.leaves(eqx.filter(
-            baseline, eqx.is_array)))),
+        "test_size": int(tokens.shape[0]), "program_params": _n_params(model.program),
+        "standard_params": _n_params(baseline),
     })
     return [
         Check(f"accuracy_{name}", PAPER_ACCURACY[name], acc, TOLERANCE.get(name, 0.02),

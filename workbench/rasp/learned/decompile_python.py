@@ -48,8 +48,7 @@ def classify(bias, tables, values):
 
 
 def _predicate(u: Unit, prefix: str) -> list[str]:
-    q, k = u.reads[0], u.reads[1]
-    qn, kn = (f"q_{q}", f"k_{k}") if q != k else (f"q_{q}", f"k_{k}")
+    qn, kn = f"q_{u.reads[0]}", f"k_{u.reads[1]}"
     lines = [f"def {prefix}predicate_{u.name.split('attn_')[1]}({qn}, {kn}):"]
     groups: dict[int, list[int]] = {}
     for qv, kv in enumerate(u.table.tolist()):
@@ -95,9 +94,10 @@ def python_source(program: DiscreteProgram, *, title: str = "A learned Transform
     program = check_discrete(program, "python_source(program=...)")
     lst: Listing = listing(program)
     c = program.config
-    out = [f'"""{title}, decompiled.', "", "run(tokens) takes symbols 0..{} (without BOS) and returns one class per".format(
-        c.n_symbols - 1), 'symbol; as a script: python this_file.py 2 0 1"""', "", "import sys", "", f"BOS = {c.bos}",
-        f"N_SYMBOLS = {c.n_symbols}", f"MAX_LENGTH = {c.length}", PRELUDE]
+    out = [f'"""{title}, decompiled.', "",
+           f"run(tokens) takes symbols 0..{c.n_symbols - 1} (without BOS) and returns one class per",
+           'symbol; as a script: python this_file.py 2 0 1"""', "", "import sys", "", f"BOS = {c.bos}",
+           f"N_SYMBOLS = {c.n_symbols}", f"MAX_LENGTH = {c.length}", PRELUDE]
     for u in lst.units:
         out.append(f"# {u.name} (layer {u.layer}, {u.kind.replace('_', ' ')}) reads {', '.join(u.reads)}")
         if u.kind in ("cat_head", "num_head"):
@@ -115,7 +115,8 @@ def python_source(program: DiscreteProgram, *, title: str = "A learned Transform
     out += ["", "", "def run(tokens):", '    """One output class per symbol of `tokens` (symbols, without BOS)."""',
             "    tokens = [int(t) for t in tokens]",
             "    if not 1 <= len(tokens) <= MAX_LENGTH or any(not 0 <= t < N_SYMBOLS for t in tokens):",
-            "        raise ValueError(f'run(tokens): need 1..{MAX_LENGTH} symbols in 0..{N_SYMBOLS - 1}, got {tokens}')",
+            "        raise ValueError(",
+            "            f'run(tokens): need 1..{MAX_LENGTH} symbols in 0..{N_SYMBOLS - 1}, got {tokens}')",
             "    tokens = [BOS] + tokens", "    positions = list(range(len(tokens)))", "    ones = [1] * len(tokens)"]
     out += [f"    {_call(u)}" for u in lst.units]
     values = f"zip({', '.join(names)})" if names else "([] for _ in tokens)"

@@ -134,8 +134,7 @@ class _Builder:
                 beats.append(L.Map(lambda d: d > 0.5, diff, desc="{0} > 0").named(f"beats_{c}_{e}"))
             while len(beats) > 1:
                 pairs = [beats[i:i + 2] for i in range(0, len(beats), 2)]
-                beats = [p[0] if len(p) == 1 else L.SequenceMap(lambda a, b: bool(a and b), p[0], p[1], desc="{0} and {1}")
-                         for p in pairs]
+                beats = [p[0] if len(p) == 1 else L.SequenceMap(_both, p[0], p[1], desc="{0} and {1}") for p in pairs]
             best = L.SequenceMap(lambda b, up, c=c: c if up else b, best, beats[0], desc=f"{c} if {{1}} else {{0}}"
                                  ).named(f"best_{c}")
         return best
@@ -149,6 +148,10 @@ class _Builder:
             sop = self.lookup(u.table, u.reads)
         self.sops[u.name] = sop.named(u.name)
         return self.sops[u.name]
+
+
+def _both(a, b):
+    return bool(a and b)
 
 
 def _minus_one(x):

@@ -88,7 +88,8 @@ def cat_head(cat: Int[Array, "seq n_cat"], q: Int[Array, ""], k: Int[Array, ""],
     return cat[chosen_keys(cat[:, q], cat[:, k], pred), v]
 
 
-def chosen_keys(queries: Int[Array, " seq"], keys: Int[Array, " seq"], pred: Int[Array, " d_var"]) -> Int[Array, " seq"]:
+def chosen_keys(queries: Int[Array, " seq"], keys: Int[Array, " seq"],
+                pred: Int[Array, " d_var"]) -> Int[Array, " seq"]:
     """The key position each query attends to: nearest match (left first), itself last, BOS if none."""
     n = queries.shape[0]
     i, j = jnp.arange(n)[:, None], jnp.arange(n)[None, :]

@@ -191,7 +191,8 @@ class Classifier(eqx.Module):
     W_num: Float[Array, "n_num d_out"]
     b: Float[Array, " d_out"]
 
-    def __call__(self, cat: Float[Array, "seq n_cat d_var"], num: Float[Array, "seq n_num"]) -> Float[Array, "seq d_out"]:
+    def __call__(self, cat: Float[Array, "seq n_cat d_var"],
+                 num: Float[Array, "seq n_num"]) -> Float[Array, "seq d_out"]:
         return jnp.einsum("svd,vdo->so", cat, self.W_cat) + num @ self.W_num + self.b
 
 

@@ -56,11 +56,12 @@ def listing(program: DiscreteProgram, prune: bool = True) -> Listing:
     c = program.config
     cat, num = c.cat_names(), c.num_names()
     units = []
-    for l, b in enumerate(jax_to_np(program.blocks)):
+    for l, b in enumerate(_as_numpy(program.blocks)):
         for h in range(c.n_cat_heads):
             units.append(Unit("cat_head", f"attn_{l}_{h}", l, tuple(cat[i] for i in b.cat_read[:, h]), b.cat_pred[h]))
         for h in range(c.n_num_heads):
-            units.append(Unit("num_head", f"num_attn_{l}_{h}", l, tuple(cat[i] for i in b.num_read[:, h]), b.num_pred[h]))
+            reads = tuple(cat[i] for i in b.num_read[:, h])
+            units.append(Unit("num_head", f"num_attn_{l}_{h}", l, reads, b.num_pred[h]))
         for m in range(c.n_cat_mlps):
             units.append(Unit("mlp", f"mlp_{l}_{m}", l, tuple(cat[i] for i in b.mlp_read[m]), b.mlp_table[m]))
         for m in range(c.n_num_mlps):
@@ -87,5 +88,5 @@ def listing(program: DiscreteProgram, prune: bool = True) -> Listing:
     return Listing(tuple(units), tuple(out_terms), bias)
 
 
-def jax_to_np(blocks):
+def _as_numpy(blocks):
     return [type(b)(*(np.asarray(getattr(b, f.name)) for f in dataclasses.fields(b))) for b in blocks]

@@ -90,7 +90,7 @@ def _programs(names, records) -> str:
     return "\n".join(out)
 
 
-def analyse(names, runs, paper) -> Analysis:
+def analyse(names, runs, paper, notes: str = "") -> Analysis:
     records = {n: _records(runs, n) for n in names}
     figures = {"accuracy": _accuracy_figure(names, records, paper), "training": _curves(names, runs)}
     captions = {"accuracy": "paper: Table 1 as recalled in the project's references (see the notes below)",
@@ -102,6 +102,6 @@ def analyse(names, runs, paper) -> Analysis:
                                                      title=f"{n}: circuit of the recompiled transformer (best seed)")
             captions[f"circuit_{n}"] = (f"ground truth from compile_program; {best['validation']}; "
                                         f"agreement on the {best['test_size']} test sequences measured separately")
-    markdown = "\n\n".join(["## Accuracy and agreement", _table(names, records, paper), "## Programs",
+    markdown = "\n\n".join(["## Accuracy and agreement", _table(names, records, paper), notes, "## Programs",
                             _programs(names, records)])
     return Analysis(figures=figures, markdown=markdown, captions=captions)

@@ -43,6 +43,15 @@ CLAIM = (
 # Table 1 of the paper (Transformer Programs column) as recalled in the project's references; see the page.
 PAPER_ACCURACY = {"reverse": 0.998, "hist": 1.0, "double_hist": 0.984, "sort": 0.998, "most_freq": 0.757,
                   "dyck1": 0.993, "dyck2": 0.991}
+NOTES = (
+    "The paper's figures are Table 1 of Friedman et al. as recalled in the project's references; they "
+    "could not be checked against the paper's text here, so read the accuracy checks as approximate "
+    "targets. The setting also differs: the workbench's tasks have a fixed length (the paper samples "
+    "lengths up to N), fresh batches are drawn at every step (the paper: 250 epochs over 20k examples), "
+    "attention is bidirectional for every task (the paper's Dyck models are causal), the classifier's "
+    "scores are rounded to integers (256 levels) so that all three implementations sum them exactly, and "
+    "numerical heads always count. The standard Transformer has the same number of layers, "
+    "`baseline_d_model` wide, with as many heads as the program has categorical heads.")
 TOLERANCE = {"most_freq": 0.05}  # references: accuracy +-2 points, most-freq +-5
 TASKS = tuple(PAPER_ACCURACY)
 
@@ -260,7 +269,7 @@ class TransformerPrograms(Experiment[Config]):
         return checks
 
     def analyse(self, config: Config, runs) -> Analysis:
-        return figures.analyse(config.task_list, runs, PAPER_ACCURACY)
+        return figures.analyse(TASKS, runs, PAPER_ACCURACY, NOTES)  # every task of the paper; "not run" where absent
 
 
 EXPERIMENT = TransformerPrograms()

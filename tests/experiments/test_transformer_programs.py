@@ -1,7 +1,8 @@
-"""transformer-programs with the quick preset's architecture and tasks (two), trained briefly: the
+"""transformer-programs on the quick preset's two tasks with a one-layer program, trained briefly: the
 discretised model, its decompiled Python and its recompiled RASP transformer agree on every test
 output (agreement holds for any discretised program, so a short run tests it); records, figures,
-bad input. The full quick preset runs in the slow test."""
+bad input. Training compiles two programs and two baselines (well over 20 s on 2 cores), so the
+runs are marked slow; tests/rasp/test_learned.py checks the same agreement on random programs in CI."""
 
 import dataclasses
 
@@ -10,37 +11,40 @@ import pytest
 from workbench.experiments import SeedRun
 from workbench.experiments import transformer_programs as exp
 
-QUICK = dataclasses.replace(exp.PRESETS["quick"], steps=40, eval_every=20, test_size=200)
+TINY = dataclasses.replace(exp.PRESETS["quick"], n_layers=1, steps=20, eval_every=10, test_size=100,
+                           baseline_d_model=8)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     run = SeedRun(0, tmp_path_factory.mktemp("tprog"))
-    [checks] = exp.EXPERIMENT.run(QUICK, [run])
+    [checks] = exp.EXPERIMENT.run(TINY, [run])
     return run, {c.name: c for c in checks}
 
 
+@pytest.mark.slow
 def test_three_way_agreement_on_the_full_test_set(quick_run):
     run, checks = quick_run
-    assert len(QUICK.task_list) >= 2
-    assert set(checks) == {f"{kind}_{t}" for t in QUICK.task_list for kind in ("accuracy", "agreement")}
-    for task in QUICK.task_list:
+    assert len(TINY.task_list) >= 2
+    assert set(checks) == {f"{kind}_{t}" for t in TINY.task_list for kind in ("accuracy", "agreement")}
+    for task in TINY.task_list:
         record = run.read_json(f"program_{task}")
-        assert record["test_size"] == QUICK.test_size
+        assert record["test_size"] == TINY.test_size
         assert record["agreement_python"] == 1.0 and record["agreement_compiled"] == 1.0, task
         assert checks[f"agreement_{task}"].passed and checks[f"agreement_{task}"].tolerance == 0.0
         assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["standard_accuracy"] <= 1.0
         assert "def run(tokens):" in record["source"]
 
 
+@pytest.mark.slow
 def test_analysis_lists_every_task_with_its_program_and_circuit(quick_run):
     run, _ = quick_run
-    analysis = exp.EXPERIMENT.analyse(QUICK, [run])
-    assert {"accuracy", "training"} | {f"circuit_{t}" for t in QUICK.task_list} == set(analysis.figures)
-    for task in QUICK.task_list:
+    analysis = exp.EXPERIMENT.analyse(TINY, [run])
+    assert {"accuracy", "training"} | {f"circuit_{t}" for t in TINY.task_list} == set(analysis.figures)
+    for task in TINY.task_list:
         assert f"| {task} |" in analysis.markdown
         assert f'??? abstract "Decompiled program: {task}' in analysis.markdown
-    for task in set(exp.TASKS) - set(QUICK.task_list):  # the page lists every task of the paper
+    for task in set(exp.TASKS) - set(TINY.task_list):  # the page lists every task of the paper
         assert f"| {task} | {exp.PAPER_ACCURACY[task]:.3f} | not run |" in analysis.markdown
 
 
@@ -52,7 +56,7 @@ def test_presets_and_bad_input():
     with pytest.raises(ValueError, match="unknown task sorting; choose from reverse"):
         exp.Config(tasks="sort,sorting")
     with pytest.raises(ValueError, match="unknown task"):
-        exp.make_task(QUICK, "nope")
+        exp.make_task(TINY, "nope")
 
 
 @pytest.mark.slow

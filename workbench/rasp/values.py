@@ -9,6 +9,8 @@ if such a value is reachable, the interpreter raises on that input and dynamic v
 import itertools
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from . import language as L
 from .graph import ProgramGraph
 from .language import Value
@@ -79,6 +81,25 @@ def _means(expr: L.Aggregate, values: tuple[Value, ...], n: int) -> tuple[float,
     return merge_close(means)
 
 
+def _linear(expr: L.LinearSequenceMap, a: tuple[Value, ...], b: tuple[Value, ...]) -> tuple[Value, ...]:
+    """Every `fst_fac * x + snd_fac * y`, vectorised: long chains of sums, such as a classifier's
+    scores, have value sets of thousands. Integers (with integer factors) take a sumset by
+    convolution of indicator arrays; other numbers the outer sum (the float64 arithmetic of `expr.f`)."""
+    if not all(_numeric(v, v) for v in a + b):
+        return sort_values(_apply(expr.f, itertools.product(a, b)))
+    x, y = expr.fst_fac * np.asarray(a, float), expr.snd_fac * np.asarray(b, float)
+    whole = all(float(f).is_integer() for f in (expr.fst_fac, expr.snd_fac))
+    if whole and len(x) and len(y) and (x == np.round(x)).all() and (y == np.round(y)).all():
+        span = (x.max() - x.min()) + (y.max() - y.min())
+        if span <= 10 * (len(x) + len(y)) ** 2 and span < 1e7:
+            ix, iy = (x - x.min()).astype(np.int64), (y - y.min()).astype(np.int64)
+            hit_x, hit_y = np.zeros(ix.max() + 1), np.zeros(iy.max() + 1)
+            hit_x[ix], hit_y[iy] = 1.0, 1.0
+            sums = np.flatnonzero(np.convolve(hit_x, hit_y) > 0.5) + x.min() + y.min()
+            return tuple(float(v) for v in sums)
+    return tuple(float(v) for v in np.unique(np.add.outer(x, y)))
+
+
 def infer_value_sets(graph: ProgramGraph, vocab: Sequence[Value], max_seq_len: int) -> ValueSets:
     """The value set of every SOp of `graph` on inputs over `vocab` of length 1..`max_seq_len`."""
     sets: ValueSets = {}
@@ -99,6 +120,8 @@ def _infer(expr: L.SOp, sets: ValueSets, vocab: Sequence[Value], n: int) -> tupl
         return sort_values([expr.fill])
     if isinstance(expr, L.Map):
         return sort_values(_apply(expr.f, ((x,) for x in sets[expr.inner.uid])))
+    if isinstance(expr, L.LinearSequenceMap) and L.is_numerical(expr):
+        return _linear(expr, sets[expr.fst.uid], sets[expr.snd.uid])
     if isinstance(expr, (L.SequenceMap, L.LinearSequenceMap)):
         pairs = itertools.product(sets[expr.fst.uid], sets[expr.snd.uid])
         return sort_values(_apply(expr.f, pairs))

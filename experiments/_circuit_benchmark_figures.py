@@ -61,30 +61,33 @@ def analyse(records: list[dict], methods, mean_reference: str) -> Analysis:
     programs = [p for p in records[0] if p != "induction"]
     first = records[0]
     shown = programs[0]  # reverse in the presets
-    last = list(first["induction"]["ablations"])[-1]
+    ind = first.get("induction")
     figures = {
         "auc": _auc_figure(records, programs, methods),
         "faithfulness_program": _faithfulness_figure(first[shown], "zero", methods,
                                                      f"{shown}: faithfulness vs circuit size (zero ablation, L2)"),
-        "faithfulness_induction": _faithfulness_figure(first["induction"], last, methods,
-                                                       f"induction: faithfulness vs circuit size ({last} ablation)"),
         "runtime": _runtime_figure(records, programs, methods),
         "program_truth": circuit_figure(Circuit.from_json(first[shown]["truth"]), f"{shown}: the compiled circuit"),
         "program_acdc": circuit_figure(Circuit.from_json(first[shown]["acdc_circuit"]),
                                        f"{shown}: ACDC's circuit (zero ablation, mid threshold)"),
     }
+    if ind is not None:
+        last = list(ind["ablations"])[-1]
+        figures["faithfulness_induction"] = _faithfulness_figure(
+            ind, last, methods, f"induction: faithfulness vs circuit size ({last} ablation)")
     others = [a for a in first[shown]["ablations"] if a != "zero"]
     cross = [f"| {p} | " + " | ".join(f"{_mean([r[p]['ablations'][a]['acdc_zero_circuit_faithfulness'] for r in records]):.3f}"
                                       for a in others) + " |" for p in programs]
-    ind = first["induction"]
+    truths = ("compiled programs: the compiler's circuit" if ind is None else
+              "compiled programs: the compiler's circuit; induction: the reference circuit with previous-token "
+              f"head a0.h{ind['prev_head']} and induction head a1.h{ind['induction_head']}, found from the "
+              "attention patterns")
     lines = ["## AUC and time per method and ablation", "",
-             "Edge ROC AUC against the ground truth (compiled programs: the compiler's circuit; induction: the "
-             f"reference circuit with previous-token head a0.h{ind['prev_head']} and induction head "
-             f"a1.h{ind['induction_head']}, found from the attention patterns). CD-T decomposes the clean run, so "
+             f"Edge ROC AUC against the ground truth ({truths}). CD-T decomposes the clean run, so "
              "it has one row (zero ablation for compiled programs, the last ablation's row for induction). Times "
              "are wall seconds of each call: the zero row includes compiling each method for that "
              "model, the later rows reuse it (`wb bench circuits` times them warm).", "",
-             *_table(records, [*programs, "induction"], methods), "",
+             *_table(records, [*programs, *(["induction"] if ind else [])], methods), "",
              f"**Mean ablation's reference set:** {mean_reference}. **Resample ablation:** each prompt's senders take "
              "their outputs on another prompt of the set (compiled programs: the set rolled by one; induction: "
              "fresh prompts).", "",

@@ -59,6 +59,7 @@ class Config:
     batch_size: int = 64
     lr: float = 3e-3
     induction_prompts: int = 32
+    induction: bool = True  # also train the 2-layer induction model and run every method on it
 
     def __post_init__(self):
         for name in ("prompts", "ig_steps", "n_symbols", "length", "d_model", "n_heads", "steps", "batch_size",
@@ -188,7 +189,8 @@ class CircuitBenchmark(Experiment[Config]):
 
     def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
         records = {name: _program(name, config, run) for name in config.program_names}
-        records["induction"] = _induction(config, run)
+        if config.induction:
+            records["induction"] = _induction(config, run)
         run.write_json("circuits", records)
         return [Check(f"acdc_auc_{name}", 1.0, records[name]["ablations"]["zero"]["acdc"]["edge_auc"], 0.01,
                       f"ACDC's edge ROC AUC on compiled {name} against the compiler's circuit, zero ablation, L2 "

@@ -1,39 +1,49 @@
-"""The circuit-benchmark experiment on a tiny config: its checks, records and figures."""
+"""The circuit-benchmark experiment on tiny configs: its checks, records and figures."""
+
+import dataclasses
 
 import pytest
 
 from workbench.experiments import SeedRun
 from workbench.experiments import circuit_benchmark as exp
 
-TINY = exp.Config(programs="frac_prevs", ablations="zero,mean", prompts=16, ig_steps=2, n_symbols=4, length=8, d_model=16, n_heads=2, steps=100, batch_size=32,
-                  induction_prompts=8)
+TINY = exp.Config(programs="frac_prevs", ablations="zero,mean", prompts=16, ig_steps=2, n_symbols=4, length=8,
+                  d_model=16, n_heads=2, steps=100, batch_size=32, induction_prompts=8, induction=False)
 
 
-pytestmark = pytest.mark.slow  # ~2 min on 2 shared cores: every method compiles for each model
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def _run(config, tmp_path_factory):
     run = SeedRun(0, tmp_path_factory.mktemp("circuits"))
-    [checks] = exp.EXPERIMENT.run(TINY, [run])
-    return run, {c.name: c for c in checks}
+    [checks] = exp.EXPERIMENT.run(config, [run])
+    return run, {c.name: c for c in checks}, exp.EXPERIMENT.analyse(config, [run])
 
 
-def test_checks_records_and_figures(tiny_run):
-    run, checks = tiny_run
+def _check_program(records, checks):
     assert set(checks) == {"acdc_auc_frac_prevs"}  # reverse's check: in the presets (and a slow test)
     assert all(0.0 <= c.ours <= 1.0 for c in checks.values())
-    records = run.read_json("circuits")
-    assert set(records) == {"frac_prevs", "induction"}
     zero = records["frac_prevs"]["ablations"]["zero"]
     assert set(zero) == set(exp.METHODS)
     for rec in zero.values():  # every size from one edge to the full model, which is faithful by construction
         assert len(rec["faithfulness"]) == records["frac_prevs"]["n_edges"] and rec["faithfulness"][-1] == 1.0
     assert "acdc_zero_circuit_faithfulness" in records["frac_prevs"]["ablations"]["mean"]
-    analysis = exp.EXPERIMENT.analyse(TINY, [run])
-    assert set(analysis.figures) == {"auc", "faithfulness_program", "faithfulness_induction", "runtime",
-                                     "program_truth", "program_acdc"}
-    assert "reference set" in analysis.markdown and "| induction | mean |" in analysis.markdown
+
+
+def test_checks_records_and_figures_of_a_compiled_program(tmp_path_factory):
+    run, checks, analysis = _run(TINY, tmp_path_factory)
+    records = run.read_json("circuits")
+    assert set(records) == {"frac_prevs"}
+    _check_program(records, checks)
+    assert set(analysis.figures) == {"auc", "faithfulness_program", "runtime", "program_truth", "program_acdc"}
+    assert "reference set" in analysis.markdown and "| frac_prevs | mean |" in analysis.markdown
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: every method compiles again for the trained model
+def test_the_induction_model_adds_its_records_and_figure(tmp_path_factory):
+    config = dataclasses.replace(TINY, induction=True)
+    run, checks, analysis = _run(config, tmp_path_factory)
+    records = run.read_json("circuits")
+    assert set(records) == {"frac_prevs", "induction"}
+    _check_program(records, checks)
+    assert "faithfulness_induction" in analysis.figures and "| induction | mean |" in analysis.markdown
 
 
 def test_bad_config():

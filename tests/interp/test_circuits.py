@@ -1,7 +1,6 @@
 """Circuit discovery: the edge-masked forward is exact, faithfulness has its ends, ACDC recovers compiled circuits."""
 
 import functools
-import warnings
 
 import equinox as eqx
 import jax
@@ -9,13 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from workbench.experiments import circuit_benchmark
 from workbench.interp import KL, MSE, path_patching, site_grid, site_set
 from workbench.interp import circuits as C
 from workbench.models import Circuit, Edge, Node, Site, Transformer, TransformerConfig
 from workbench.models._hooks import NO_HOOKS
-from workbench.rasp import compile_program
-from workbench.rasp import library as lib
-from workbench.rasp.compiler import all_inputs
 
 SEQ = 5
 CONFIGS = {
@@ -122,17 +119,8 @@ def test_roc_auc_of_perfect_reversed_and_tied_scores():
 
 
 def _compiled_task(name: str, ablation: str = "zero", count: int = 48):
-    """A compiled library program on `count` random inputs of every length (padded), L2 on the real positions."""
-    entry = lib.entry(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = compile_program(entry.program(entry.max_seq_len), entry.vocab, entry.max_seq_len)
-    n = entry.max_seq_len
-    inputs = list(all_inputs(entry.vocab, n, min_len=1))
-    inputs = [inputs[i] for i in np.random.default_rng(0).choice(len(inputs), count, replace=False)]
-    xs = jnp.stack([program.encode(list(v), pad_to=n) for v in inputs])
-    keep = jnp.stack([(jnp.arange(n + 1) >= 1) & (jnp.arange(n + 1) <= len(v)) for v in inputs])
-    return program, C.circuit_task(program.model, xs, MSE(keep=keep), ablation, corrupted=jnp.roll(xs, 1, 0))
+    """The circuit-benchmark experiment's task: `count` random inputs of every length, L2 on the real positions."""
+    return circuit_benchmark.compiled_task(name, jax.random.key(0), count, ablation)
 
 
 @pytest.mark.parametrize("name", ["frac_prevs", pytest.param("reverse", marks=pytest.mark.slow)])

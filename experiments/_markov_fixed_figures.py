@@ -59,8 +59,9 @@ WHY = {
                           "(LayerNorm, an MLP, AdamW from init 0.02) leaves the unigram point that Makkuva et al. "
                           "describe as a bad local minimum",
     "switching_1layer_loss": "the order-2 dependence is learned: to predict x_(n+1) from x_(n-1) a head at position n "
-                             "attends to n-1, and the best previous-token score in the table shows that head; the loss "
-                             "ends near H_b(δ) (compare the true source on the same eval set), not at ln 2",
+                             "attends to n-1, and the best previous-token score in the table lies well above the "
+                             "uniform-attention level (about ln(T)/T); the loss ends near H_b(δ) (compare the true "
+                             "source on the same eval set), not at ln 2",
     "switching_2layer_loss": "as for one layer: the model learns the order-2 dependence and ends near H_b(δ)",
 }
 

@@ -86,6 +86,30 @@ DEVIATIONS = (
 )
 
 
+def _why(config, runs: Sequence[SeedRun], extras: list[dict]) -> dict[str, str]:
+    """Measured context for each check that may miss: the model beside the learners, and the trend at the end."""
+    late = lambda task, name: float(np.mean([np.mean(e[task][name][config.late_from:]) for e in extras]))
+
+    def trend(metric: str) -> str:
+        steps, values = curves(runs, "eval", metric)
+        i = int(np.searchsorted(steps, 0.75 * steps[-1]))
+        return f"{values[:, i].mean():.3f} at step {steps[i]} and {values[:, -1].mean():.3f} at step {steps[-1]}"
+
+    scale = f"{config.n_layers} layers of width {config.d_model}, {config.steps} steps of {config.batch_size} prompts"
+    return {
+        "conjunction_late_accuracy": f"at this scale ({scale}) the model has not caught up with "
+                                     f"elimination ({late('conjunction', 'elimination'):.3f} on the same positions; "
+                                     f"nearest neighbour {late('conjunction', 'nearest_neighbour'):.3f}); its late "
+                                     f"accuracy on the eval set of training was {trend('conjunction/late_accuracy')} (mean over seeds)",
+        "parity_late_accuracy": f"the model does better than chance on sparse parities; the exact Bayes learner "
+                                f"reaches {late('parity', 'bayes'):.3f} and nearest neighbour "
+                                f"{late('parity', 'nearest_neighbour'):.3f}; late accuracy on the eval set of training "
+                                f"{trend('parity/late_accuracy')}",
+        "teaching_after_prefix_accuracy": f"at this scale ({scale}) the prefix is not yet read exactly; accuracy right "
+                                          f"after it was {trend('teaching/after_prefix_accuracy')}",
+    }
+
+
 def analyse(config, runs: Sequence[SeedRun], tasks: Sequence[str]) -> Analysis:
     extras = [run.read_json("extras") for run in runs]
     figures = {"accuracy": json.loads(accuracy_figure(extras, tasks, config.late_from).to_json()),
@@ -97,6 +121,6 @@ def analyse(config, runs: Sequence[SeedRun], tasks: Sequence[str]) -> Analysis:
         "training": "Eval loss and late-position accuracy of each task's model during training; for the teaching "
                     "task also the accuracy at the first point after the prefix.",
     }
-    markdown = (misses_section(runs, {}) + "## Per-seed numbers\n\n" + _table(runs, extras, config.late_from)
+    markdown = (misses_section(runs, _why(config, runs, extras)) + "## Per-seed numbers\n\n" + _table(runs, extras, config.late_from)
                 + DEVIATIONS)
     return Analysis(figures=figures, captions=captions, markdown=markdown)

@@ -50,6 +50,7 @@ CLAIM = (
 SOURCES = ("binary", "switching")
 DEPTHS = (1, 2)
 MODELS = tuple(f"{s}_{d}layer" for s in SOURCES for d in DEPTHS)
+MODEL_DEPTHS = DEPTHS * len(SOURCES)  # the depth of each of MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +126,7 @@ def tie(model: Transformer, tied: bool = True) -> Transformer:
 
 def _init(config: Config, key) -> tuple[Transformer, ...]:
     keys = jax.random.split(key, len(MODELS))
-    return tuple(tie(Transformer(model_config(config, d), key=k), config.tied)
-                 for k, (_, d) in zip(keys, [(s, d) for s in SOURCES for d in DEPTHS]))
+    return tuple(tie(Transformer(model_config(config, d), key=k), config.tied) for k, d in zip(keys, MODEL_DEPTHS))
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -200,7 +200,7 @@ def _finish(config: Config, tasks: dict, eval_key, run: SeedRun) -> list[Check]:
             for s, t in tasks.items()}
     ph = {name: {**phases(config, run, name, refs[name.split("_")[0]]),
                  "prev_token": best_prev_token(run, name, depth, config.n_heads)}
-          for name, depth in zip(MODELS, [d for _ in SOURCES for d in DEPTHS])}
+          for name, depth in zip(MODELS, MODEL_DEPTHS)}
     run.write_json("extras", {"references": refs, "phases": ph})
     b, s = refs["binary"], refs["switching"]
     d = config.delta

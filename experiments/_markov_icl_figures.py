@@ -10,6 +10,7 @@ from workbench.core.results import Analysis
 from workbench.interp import Named, layer_head_heatmap, pos_layer_heatmap
 
 from ._base import SeedRun, curves
+from ._pages import misses_section
 from ._progress import COLORS, head_label, progress_figure
 
 
@@ -113,19 +114,7 @@ WHY = {
 
 
 def _misses(runs: list[SeedRun]) -> str:
-    """A line per check that misses in some seed, with the measured values."""
-    per_seed = [{c["name"]: c for c in run.read_json("summary")["checks"]} for run in runs]
-    lines = []
-    for name, first in per_seed[0].items():
-        failed = [run.seed for run, checks in zip(runs, per_seed) if not checks[name]["pass"]]
-        if failed:
-            ours = ", ".join(f"{checks[name]['ours']:.4g}" for checks in per_seed)
-            paper = ", ".join(sorted({f"{checks[name]['paper']:.4g}" for checks in per_seed}, key=float))
-            lines.append(f"- `{name}` misses in seed(s) {failed}: ours {ours} (per seed) vs {paper} "
-                         f"± {first['tolerance']:.3g}{' (one-sided)' if first.get('one_sided') else ''}"
-                         + (f". Why: {WHY[name]}." if name in WHY else "; see the seeds without a transition in the "
-                            "per-seed table."))
-    return "## What misses\n\n" + ("\n".join(lines) if lines else "Every check passes in every seed.") + "\n\n"
+    return misses_section(runs, WHY, "see the seeds without a transition in the per-seed table.")
 
 
 def analyse(config, runs: list[SeedRun], head: tuple[int, int]) -> Analysis:

@@ -105,3 +105,18 @@ def test_learners_exact_properties_and_ranking():
 def test_bad_parameters_name_the_parameter(make, name):
     with pytest.raises(ValueError, match=rf"\.{name} "):
         make()
+
+
+def test_teaching_prefix_pins_the_conjunction():
+    task = B.TeachingConjunction(n_vars=6, n_points=12)
+    batch = _sample(task, 0, 64)
+    xs, ys, params = (np.asarray(a) for a in (batch.xs, batch.ys, batch.params))
+    k = params.sum(1)
+    for i in range(64):  # one positive point, then k negatives, each one flipped literal away from it
+        assert ys[i, 0] == 1 and not ys[i, 1: k[i] + 1].any()
+        np.testing.assert_array_equal(xs[i, 0] > 0, params[i] == 1)
+        flipped = [np.flatnonzero(xs[i, j] != xs[i, 0]).tolist() for j in range(1, k[i] + 1)]
+        assert flipped == [[l] for l in np.flatnonzero(params[i])]
+    # the teaching points leave one consistent monotone conjunction: elimination is exact from then on
+    acc = B.prefix_accuracy(B.prefix_probs(B.elimination_monotone, batch), batch.ys)
+    assert np.all(np.asarray(acc[1:]) == 1.0)

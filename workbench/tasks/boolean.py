@@ -10,9 +10,13 @@ absent), a 0/1 support for parities and majorities.
 - `Disjunction`: the dual (x forced to falsify it with probability `p_force`).
 - `SparseParity`: XOR of the bits (1 - x_i) / 2 over a uniform `k`-subset; x uniform.
 - `Majority`: [sum over a uniform `k`-subset (k odd) of x_i > 0]; x uniform.
+- `TeachingConjunction`: a monotone conjunction (each variable a positive literal with probability
+  `p_literal`) whose prompt opens with its teaching sequence: the positive point that is +1 exactly on
+  the k literals, then the k negative points that flip one literal each (k + 1 points, the
+  teaching dimension of monotone conjunctions); `teaching_length(params)` = k + 1.
 
 Reference learners (one prompt -> P(y_j = 1) for every j, from points 0..j-1): `elimination`
-(conjunctions and disjunctions), `nearest_neighbour` (Hamming) and `bayes` (exact posterior
+(conjunctions and disjunctions; `elimination_monotone` for monotone ones), `nearest_neighbour` (Hamming) and `bayes` (exact posterior
 predictive by enumerating the class, when it has at most `MAX_ENUMERATE` functions).
 """
 
@@ -205,6 +209,75 @@ class Majority(_SubsetClass):
         return (jnp.sum(params * x) > 0).astype(jnp.int32)
 
 
+class TeachingConjunction(AbstractBooleanTask):
+    """Monotone conjunction AND_{i: params_i = 1} [x_i = +1] whose prompt opens with its teaching sequence.
+
+    After the k + 1 teaching points only the true function is consistent with the prompt; the later
+    points are drawn as in `Conjunction` (forced to satisfy it with probability `p_force`).
+    """
+
+    n_vars: int = eqx.field(static=True)
+    n_points: int = eqx.field(static=True)
+    p_literal: float = eqx.field(static=True, default=0.3)
+    p_force: float = eqx.field(static=True, default=0.3)
+
+    def __check_init__(self):
+        name = type(self).__name__
+        v.check_int(name, "n_vars", self.n_vars)
+        v.check_int(name, "n_points", self.n_points, low=self.n_vars + 2)
+        v.check_float(name, "p_literal", self.p_literal, high=1.0)
+        v.check_float(name, "p_force", self.p_force, high=1.0)
+
+    def sample_params(self, key):
+        return jax.random.bernoulli(key, self.p_literal, (self.n_vars,)).astype(jnp.int32)
+
+    def evaluate(self, params, x):
+        return jnp.all((params == 0) | (x > 0)).astype(jnp.int32)
+
+    def sample_x(self, key, params):
+        kf, kx = jax.random.split(key)
+        x = jax.random.rademacher(kx, (self.n_vars,)).astype(jnp.float32)
+        return jnp.where(jax.random.bernoulli(kf, self.p_force) & (params == 1), 1.0, x)
+
+    def teaching_length(self, params: Int[Array, " n_vars"]) -> Int[Array, ""]:
+        """k + 1: the number of teaching points that open the prompt of `params`."""
+        return jnp.sum(params) + 1
+
+    def teaching_points(self, params: Int[Array, " n_vars"]) -> Float[Array, "n_vars_plus_1 n_vars"]:
+        """Row 0: +1 on the literals, -1 elsewhere; row j >= 1: row 0 with the j-th literal flipped (rows past
+        k repeat row 0 and are not used)."""
+        positive = jnp.where(params == 1, 1.0, -1.0)
+        literals = jnp.argsort(1 - params, stable=True)  # the literals first, in index order
+        flips = jax.vmap(lambda i, j: positive.at[i].set(jnp.where(j < params.sum(), -1.0, positive[i])))(
+            literals, jnp.arange(self.n_vars))
+        return jnp.concatenate([positive[None], flips])
+
+    @unsharded_draws
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> BooleanBatch:
+        def one(k):
+            kp, kx = jax.random.split(k)
+            params = self.sample_params(kp)
+            rest = jax.vmap(lambda kk: self.sample_x(kk, params))(jax.random.split(kx, self.n_points))
+            teach = jnp.zeros_like(rest).at[: self.n_vars + 1].set(self.teaching_points(params))
+            xs = jnp.where((jnp.arange(self.n_points) < self.teaching_length(params))[:, None], teach, rest)
+            return xs, jax.vmap(lambda x: self.evaluate(params, x))(xs).astype(jnp.int32), params
+
+        xs, ys, params = jax.vmap(one)(jax.random.split(key, batch_size))
+        return BooleanBatch(xs=xs, ys=ys, params=params)
+
+    def class_size(self) -> int:
+        return 2**self.n_vars
+
+    def enumerate_params(self):
+        params = jnp.asarray(list(itertools.product((0, 1), repeat=self.n_vars)), jnp.int32)
+        log_prior = jnp.where(params == 1, math.log(max(self.p_literal, 1e-300)),
+                              math.log(max(1 - self.p_literal, 1e-300))).sum(1)
+        return params, log_prior
+
+    def predictors(self) -> dict:
+        return {"elimination": elimination_monotone, "nearest_neighbour": nearest_neighbour}
+
+
 def _exclusive_all(ok: Array) -> Array:
     """Row j: AND of rows 0..j-1 (True for j = 0)."""
     run = jnp.cumprod(ok.astype(jnp.int32), axis=0)
@@ -220,6 +293,13 @@ def elimination_conjunction(xs: Float[Array, "m n"], ys: Int[Array, " m"]) -> Fl
     keep_neg = _exclusive_all((ys[:, None] == 0) | (xs < 0))
     sat = jnp.all(~keep_pos | (xs > 0), axis=1) & jnp.all(~keep_neg | (xs < 0), axis=1)
     return sat.astype(jnp.float32)
+
+
+def elimination_monotone(xs: Float[Array, "m n"], ys: Int[Array, " m"]) -> Float[Array, " m"]:
+    """Elimination over positive literals only (monotone conjunctions): exact once a positive point is +1
+    on the literals alone, e.g. after the first point of a teaching sequence."""
+    keep = _exclusive_all((ys[:, None] == 0) | (xs > 0))
+    return jnp.all(~keep | (xs > 0), axis=1).astype(jnp.float32)
 
 
 def elimination_disjunction(xs: Float[Array, "m n"], ys: Int[Array, " m"]) -> Float[Array, " m"]:

@@ -53,6 +53,8 @@ ENTRIES = (
     TaskEntry("conjunction", "boolean", "Bhattamishra et al. 2024", lambda: B.Conjunction(n_vars=8, n_points=40)),
     TaskEntry("disjunction", "boolean", "Bhattamishra et al. 2024", lambda: B.Disjunction(n_vars=8, n_points=40)),
     TaskEntry("sparse_parity", "boolean", "Bhattamishra et al. 2024", lambda: B.SparseParity(n_vars=10, n_points=40, k=2)),
+    TaskEntry("teaching_conjunction", "boolean", "Bhattamishra et al. 2024",
+              lambda: B.TeachingConjunction(n_vars=10, n_points=40)),
     TaskEntry("majority", "boolean", "Bhattamishra et al. 2024", lambda: B.Majority(n_vars=10, n_points=40, k=3)),
 ) + tuple(
     TaskEntry(name, "algorithmic", "Weiss et al. 2021; Friedman et al. 2023", (lambda make=make: make()))

@@ -60,3 +60,19 @@ def quick_icl_gd(tmp_path_factory) -> tuple[Path, dict]:
     runs = tmp_path_factory.mktemp("runs")
     summary = run_experiment("icl-gd", preset="quick", seeds=[0, 1], out=runs, vmap=True)
     return runs, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_group(tmp_path_factory):
+    """`tiny_group(name, overrides)`: one seed of `wb run NAME --preset quick --vmap --set ...`, as
+    (group folder, summary, config)."""
+    from workbench.run.runner import group_dir, load_experiment, make_config, run_experiment
+
+    def run(name: str, overrides: list[str]) -> tuple[Path, object, object]:
+        out = tmp_path_factory.mktemp(f"runs-{name}")
+        summary = run_experiment(name, preset="quick", seeds=[0], overrides=overrides, out=out, vmap=True)
+        config = make_config(load_experiment(name), "quick", overrides)
+        return group_dir(out, name, summary.config_hash, vmap=True), summary, config
+
+    return run
+

@@ -4,19 +4,15 @@ import pytest
 
 from workbench.experiments import boolean_icl
 from workbench.experiments._base import SeedRun
-from workbench.run.runner import group_dir, make_config, run_experiment
 
 TINY = ["steps=20", "n_vars=4", "n_points=8", "late_from=4", "d_model=16", "eval_size=32", "eval_every=10",
         "log_every=10", "ckpt_every=20"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_group):
     """One seed of `wb run boolean-icl --preset quick --vmap --set ...`: group folder, summary, config."""
-    out = tmp_path_factory.mktemp("runs-boolean-icl")
-    summary = run_experiment("boolean-icl", preset="quick", seeds=[0], overrides=TINY, out=out, vmap=True)
-    config = make_config(boolean_icl.EXPERIMENT, "quick", TINY)
-    return group_dir(out, "boolean-icl", summary.config_hash, vmap=True), summary, config
+    return tiny_group("boolean-icl", TINY)
 
 
 def test_encoding_puts_the_previous_example_beside_the_query():

@@ -7,7 +7,6 @@ import pytest
 
 from workbench.experiments import markov_fixed
 from workbench.experiments._base import SeedRun
-from workbench.run.runner import group_dir, make_config, run_experiment
 from workbench.tasks.markov import FixedMarkovSource, binary_entropy
 
 TINY = ["steps=30", "seq_len=12", "eval_size=16", "progress_prompts=8", "eval_every=10", "log_every=10",
@@ -15,12 +14,9 @@ TINY = ["steps=30", "seq_len=12", "eval_size=16", "progress_prompts=8", "eval_ev
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_group):
     """One seed of `wb run markov-fixed --preset quick --vmap --set ...`: group folder, summary, config."""
-    out = tmp_path_factory.mktemp("runs-markov-fixed")
-    summary = run_experiment("markov-fixed", preset="quick", seeds=[0], overrides=TINY, out=out, vmap=True)
-    config = make_config(markov_fixed.EXPERIMENT, "quick", TINY)
-    return group_dir(out, "markov-fixed", summary.config_hash, vmap=True), summary, config
+    return tiny_group("markov-fixed", TINY)
 
 
 @pytest.mark.parametrize("p, q, unigram, rate", [(0.5, 0.8, 0.666, 0.619), (0.8, 0.8, 0.693, 0.500),

@@ -34,6 +34,7 @@ from workbench.train import load_trained
 
 from . import _icl_task_diversity_figures as figures
 from ._icl_task_diversity_figures import INF, label
+from . import _icl_prompts as prompts
 from ._base import Experiment, SeedRun
 from ._task_group import sample_batch, train_on_tasks
 
@@ -114,25 +115,7 @@ def true_task(config: Config) -> LinearRegression:
 
 
 def model_config(config: Config) -> TransformerConfig:
-    return TransformerConfig(n_layers=config.n_layers, d_model=config.d_model, n_heads=config.n_heads,
-                             d_head=config.d_model // config.n_heads, n_ctx=2 * config.n_points, d_input=D + 1,
-                             d_vocab_out=1)
-
-
-def tokens(xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, "2k d_plus_1"]:
-    """Interleave the pairs: token 2i is (x_i, 0), token 2i + 1 is (0, y_i)."""
-    x_tok = jnp.concatenate([xs, jnp.zeros_like(ys)[:, None]], axis=1)
-    y_tok = jnp.concatenate([jnp.zeros_like(xs), ys[:, None]], axis=1)
-    return jnp.stack([x_tok, y_tok], axis=1).reshape(-1, xs.shape[1] + 1)
-
-
-def predict(model: Transformer, xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, " k"]:
-    """The model's prediction of each `y_k`, read at the token of `x_k` (it sees only the pairs before)."""
-    return model(tokens(xs, ys))[0::2, 0]
-
-
-def _batch_predict(model: Transformer, batch: RegressionBatch) -> Float[Array, "batch k"]:
-    return jax.vmap(lambda x, y: predict(model, x, y))(batch.xs, batch.ys)
+    return prompts.model_config(D, config.n_points, config.n_layers, config.d_model, config.n_heads)
 
 
 def _loss_per_dim(pred, batch: RegressionBatch):
@@ -142,7 +125,7 @@ def _loss_per_dim(pred, batch: RegressionBatch):
 
 def loss_fn(models: tuple[Transformer, ...], batches: tuple[RegressionBatch, ...]) -> jax.Array:
     """The models train side by side as one pytree (disjoint parameters, so no coupling)."""
-    return sum(_loss_per_dim(_batch_predict(m, b), b) for m, b in zip(models, batches, strict=True))
+    return sum(_loss_per_dim(prompts.batch_predict(m, b), b) for m, b in zip(models, batches, strict=True))
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -162,7 +145,7 @@ def _eval_fn(config: Config):
     names = [label(m) for m in config.pool_sizes]
 
     def evaluate(models, batches):
-        return {f"loss_{n}": _loss_per_dim(_batch_predict(m, b), b) for n, m, b in zip(names, models, batches, strict=True)}
+        return {f"loss_{n}": _loss_per_dim(prompts.batch_predict(m, b), b) for n, m, b in zip(names, models, batches, strict=True)}
 
     return evaluate
 
@@ -187,7 +170,7 @@ def _dmmse_prefix(pool: Float[Array, "m d"], batch: RegressionBatch) -> Float[Ar
 def _compare(model: Transformer, batch: RegressionBatch, ridge_pred, dmmse_pred) -> dict[str, Array]:
     """loss / D of the model, ridge and dMMSE on `batch`, and the model's distance Δ (mean squared
     difference of predictions / D) to each estimator."""
-    pred = _batch_predict(model, batch)
+    pred = prompts.batch_predict(model, batch)
     return {"model": _loss_per_dim(pred, batch), "ridge": _loss_per_dim(ridge_pred, batch),
             "dmmse": _loss_per_dim(dmmse_pred, batch),
             "delta_ridge": jnp.mean((pred - ridge_pred) ** 2) / D, "delta_dmmse": jnp.mean((pred - dmmse_pred) ** 2) / D}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from workbench.experiments import icl_task_diversity as td
+from workbench.experiments import _icl_prompts as prompts
 from workbench.experiments._base import SeedRun
 from workbench.run.runner import group_dir, make_config, run_experiment
 
@@ -39,11 +40,11 @@ def test_prediction_of_y_k_sees_only_earlier_pairs(tiny):
     model = td.load_models(config, group / "seed-0")[0]
     xs = jax.random.normal(jax.random.key(0), (config.n_points, td.D))
     ys = jax.random.normal(jax.random.key(1), (config.n_points,))
-    toks = td.tokens(xs, ys)
+    toks = prompts.tokens(xs, ys)
     assert toks.shape == (2 * config.n_points, td.D + 1)
     np.testing.assert_array_equal(toks[0::2, :td.D], xs)
     np.testing.assert_array_equal(toks[1::2, td.D], ys)
-    k, predict = 5, eqx.filter_jit(td.predict)
+    k, predict = 5, eqx.filter_jit(prompts.predict)
     changed, full = predict(model, xs, ys.at[k:].set(0.0)), predict(model, xs, ys)
     np.testing.assert_allclose(changed[: k + 1], full[: k + 1], rtol=1e-6, atol=1e-6)
     assert not jnp.allclose(changed[k + 1:], full[k + 1:])

@@ -1,0 +1,36 @@
+"""In-context regression prompts as token sequences for a `Transformer` with vector inputs.
+
+A prompt `x_1, y_1, ..., x_K, y_K` becomes `2K` tokens of width `d + 1` (token `2i` is `(x_i, 0)`,
+token `2i + 1` is `(0, y_i)`), and the model's prediction of `y_k` is read at the token of `x_k`,
+which sees only the pairs before it (Garg et al. 2022; Raventós et al. 2023).
+"""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from workbench.models import Transformer, TransformerConfig
+from workbench.tasks import RegressionBatch
+
+
+def model_config(d: int, n_points: int, n_layers: int, d_model: int, n_heads: int, **kwargs) -> TransformerConfig:
+    """A causal transformer over `2 n_points` tokens of width `d + 1` with one output per token."""
+    return TransformerConfig(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_model // n_heads,
+                             n_ctx=2 * n_points, d_input=d + 1, d_vocab_out=1, **kwargs)
+
+
+def tokens(xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, "2k d_plus_1"]:
+    """Interleave the pairs: token 2i is (x_i, 0), token 2i + 1 is (0, y_i)."""
+    x_tok = jnp.concatenate([xs, jnp.zeros_like(ys)[:, None]], axis=1)
+    y_tok = jnp.concatenate([jnp.zeros_like(xs), ys[:, None]], axis=1)
+    return jnp.stack([x_tok, y_tok], axis=1).reshape(-1, xs.shape[1] + 1)
+
+
+def predict(model: Transformer, xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, " k"]:
+    """The model's prediction of each `y_k`, read at the token of `x_k` (it sees only the pairs before)."""
+    return model(tokens(xs, ys))[0::2, 0]
+
+
+def batch_predict(model: Transformer, batch: RegressionBatch) -> Float[Array, "batch k"]:
+    """`predict` over a batch of prompts (every point of `batch.xs`, `batch.ys` is a prediction)."""
+    return jax.vmap(lambda x, y: predict(model, x, y))(batch.xs, batch.ys)

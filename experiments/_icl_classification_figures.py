@@ -137,7 +137,7 @@ def analyse(config, runs: Sequence[SeedRun]) -> Analysis:
     definitions = (
         "\n\n**Definitions.** Jump step: the eval step where smoothed IC accuracy rises fastest. Plateau: the "
         "median IC accuracy over the second half of the evals before smoothed accuracy first reaches 0.5. "
-        "Width: from the last eval below 0.25 to the first at or above 0.9. Matching item (TILA2): the "
+        "Width: from the last eval below 0.25 to the first at or above 0.75 (smoothed); a jump is present when the plateau is at most 1/N + 0.05, the width at most half the steps before accuracy reaches 0.5, and final accuracy at least the jump level. Matching item (TILA2): the "
         "context item nearest the query (its class, at ε = 0.1). The tasks (label vectors, centroids) are "
         "drawn once and shared by the seeds, which differ in init, data and eval prompts.\n")
     return Analysis(figures=figures, captions=captions,

@@ -71,7 +71,8 @@ def control_figure(runs: Sequence[SeedRun], extras: list[dict], n_context: int) 
 def splits_figure(runs: Sequence[SeedRun]) -> go.Figure:
     """IC, IC2 and IWL accuracy of the main model (mean, min–max over seeds)."""
     fig = make_subplots(rows=1, cols=1)
-    labels = {"ic": "IC (novel classes)", "ic2": "IC2 (known classes, relabelled)", "iwl": "IWL (query class not in context)"}
+    labels = {"ic": "IC (novel classes)", "ic2": "IC2 (known classes, relabelled)",
+              "iwl": "IWL (query class not in context)"}
     for i, (split, label) in enumerate(labels.items()):
         steps, acc = curves(runs, "eval", f"main/{split}_accuracy")
         _band(fig, steps, acc, label, COLORS[i], 1)
@@ -87,8 +88,9 @@ def _fmt(x) -> str:
 
 
 def _table(runs: Sequence[SeedRun], extras: list[dict]) -> str:
-    lines = ["| seed | jump | jump step | acc ≥ 0.5 at | width (steps) | plateau | final IC | ILA1 rise | TILA2 rise | "
-             "CLA rise | ILA1 / TILA2 final | control final / max | most frequent context label (main / control) |",
+    lines = ["| seed | jump | jump step | acc ≥ 0.5 at | width (steps) | plateau | final IC | ILA1 rise | "
+             "TILA2 rise | CLA rise | ILA1 / TILA2 final | control final / max | "
+             "most frequent context label (main / control) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, e in zip(runs, extras):
         m, c, ref = e["phases"]["main"], e["phases"]["control"], e["random_context_label"]
@@ -96,7 +98,8 @@ def _table(runs: Sequence[SeedRun], extras: list[dict]) -> str:
                      f"{_fmt(m['half_step'])} | {_fmt(m['jump_width'])} | {_fmt(m['plateau_accuracy'])} | "
                      f"{_fmt(m['final_accuracy'])} | {m['ila1_rise_step']} | {m['tila2_rise_step']} | "
                      f"{m['ic_cla_rise_step']} | {_fmt(m['ila1_final'])} / {_fmt(m['tila2_final'])} | "
-                     f"{_fmt(c['final_accuracy'])} / {_fmt(c['max_accuracy'])} | {ref['main']:.3f} / {ref['control']:.3f} |")
+                     f"{_fmt(c['final_accuracy'])} / {_fmt(c['max_accuracy'])} | "
+                     f"{ref['main']:.3f} / {ref['control']:.3f} |")
     return "\n".join(lines)
 
 
@@ -137,7 +140,9 @@ def analyse(config, runs: Sequence[SeedRun]) -> Analysis:
     definitions = (
         "\n\n**Definitions.** Jump step: the eval step where smoothed IC accuracy rises fastest. Plateau: the "
         "median IC accuracy over the second half of the evals before smoothed accuracy first reaches 0.5. "
-        "Width: from the last eval below 0.25 to the first at or above 0.75 (smoothed); a jump is present when the plateau is at most 1/N + 0.05, the width at most half the steps before accuracy reaches 0.5, and final accuracy at least the jump level. Matching item (TILA2): the "
+        "Width: from the last eval below 0.25 to the first at or above 0.75 (smoothed); a jump is present "
+        "when the plateau is at most 1/N + 0.05, the width at most half the steps before accuracy reaches 0.5, "
+        "and final accuracy at least the jump level. Matching item (TILA2): the "
         "context item nearest the query (its class, at ε = 0.1). The tasks (label vectors, centroids) are "
         "drawn once and shared by the seeds, which differ in init, data and eval prompts.\n")
     return Analysis(figures=figures, captions=captions,

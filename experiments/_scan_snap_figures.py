@@ -83,7 +83,7 @@ def analyse(config, runs: list[SeedRun], published: dict) -> Analysis:
         "fig4_loss": "Fig. 4 config (num_last = 2, zero init, η_Y = η_Z = 1, batch 128, L = 128) against the authors' log.",
         "fig4_attention": "Scan: c_n of class 0 moves from the common tokens to the distinct ones, most to the frequent ones.",
         "snap": "Snap: the distinct-token entropy freezes; a larger η_Y/η_Z freezes earlier and higher. Dashed: the "
-                "deterministic long-sequence dynamics (kernels/scan_snap_reduced.py).",
+                "deterministic long-sequence dynamics (workbench/kernels/scan_snap_reduced.py).",
         "fig6_entropy": f"Fig. 6: entropy after {config.fig6_steps} steps (mean ± std over {config.fig6_seeds} seeds); "
                         "crosses are the authors' values (num_last = 1 only; the other rows are kept back).",
     }

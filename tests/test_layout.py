@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"workbench": REPO / "workbench", "workbench.experiments": REPO / "experiments",
-            "workbench.theory": REPO / "theory", "workbench.kernels": REPO / "kernels"}
+            "workbench.theory": REPO / "theory"}
 
 # layer -> the workbench layers it may import (DESIGN.md: core <- tasks, models <- train, interp, rasp,
 # kernels, theory <- experiments <- run; report imports only core; nothing imports run).
@@ -150,3 +150,14 @@ def test_every_experiment_module_has_a_test():
     names = [p.stem for p in (REPO / "experiments").glob("*.py") if not p.stem.startswith("_")]
     missing = [n for n in names if not (REPO / "tests" / "experiments" / f"test_{n}.py").is_file()]
     assert not missing, f"write tests/experiments/test_<name>.py (run and analyse on a tiny config) for: {missing}"
+
+
+def test_no_top_level_folder_shadows_an_installed_module():
+    """`python -m pytest` puts the repository root on `sys.path`, so a top-level package named like an installed
+    module (e.g. `kernels`, which `transformers` imports) shadows it."""
+    from importlib.metadata import packages_distributions
+
+    installed = packages_distributions()
+    folders = [p.name for p in REPO.iterdir() if p.is_dir() and (p / "__init__.py").is_file()]
+    clashes = {name: installed[name] for name in folders if name in installed and name != "workbench"}
+    assert not clashes, f"rename or move into workbench/ these top-level packages, installed modules share their names: {clashes}"

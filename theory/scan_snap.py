@@ -6,7 +6,7 @@ For one class with support probabilities p, logits z, `c = softmax(z + log p)`, 
 
     -dL/dz = (diag(c) - c c^T) (I - f f^T) / |c| * Y^T (e_n - alpha),
 
-the Z part of the reduced dynamics (kernels/scan_snap_reduced.py); `z_gradient_residual` checks
+the Z part of the reduced dynamics (workbench/kernels/scan_snap_reduced.py); `z_gradient_residual` checks
 it with sympy on a small symbolic instance.
 """
 

@@ -126,3 +126,20 @@ def test_edelman_loss_levels():
 def test_bad_parameters_name_the_parameter(make, name):
     with pytest.raises(ValueError, match=rf"\.{name} "):
         make()
+
+
+def test_bigram_backcopy_copies_after_triggers_and_its_bayes_predictor_is_exact():
+    task = M.BigramBackcopy.random(6, 2, seq_len=24, key=jax.random.key(0))
+    batch = task.sample(jax.random.key(1), 64)
+    x, trig = np.asarray(batch.tokens), np.asarray(batch.copy)
+    assert np.all(x[:, 0] == 0) and np.all(x[:, 1:] >= 1) and np.all(x[:, 1] > task.n_triggers)
+    assert np.array_equal(trig, (x >= 1) & (x <= 2)) and trig[:, :-1].any()
+    t = np.nonzero(trig[:, :-1])
+    assert np.array_equal(x[t[0], t[1] + 1], x[t[0], t[1] - 1])  # the symbol after a trigger copies the one before
+    assert not np.any(trig[:, 1:] & trig[:, :-1])  # no two triggers in a row
+    probs = np.asarray(jax.vmap(task.bayes_probs)(batch.tokens))
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-6) and np.all(probs[..., 0] == 0)
+    picked = np.take_along_axis(probs[:, :-1], x[:, 1:, None], -1)[..., 0]
+    assert np.all(picked > 0) and np.all(picked[trig[:, :-1]] == 1.0)
+    with pytest.raises(ValueError, match="n_triggers"):
+        M.BigramBackcopy.random(4, 4, seq_len=8, key=jax.random.key(0))

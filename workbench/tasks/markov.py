@@ -16,10 +16,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from workbench.core import validate as v
-from ._base import AbstractTask
+from ._base import AbstractTask, unsharded_draws
 
 
 class MarkovBatch(eqx.Module):
@@ -252,3 +252,86 @@ def oracle_losses(batch: MarkovBatch, order: int) -> Float[Array, "batch seq_min
 def binary_entropy(p: float) -> float:
     """H_b(p) in nats."""
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+class BackcopyBatch(eqx.Module):
+    """Sequences `tokens [batch, seq]` (token 0 is BOS at position 0) and `copy [batch, seq]`: True where
+    the next token is a copy (the current token is a trigger)."""
+
+    tokens: Int[Array, "batch seq"]
+    copy: Bool[Array, "batch seq"]
+
+
+class BigramBackcopy(AbstractTask):
+    """Guo et al. 2024's bigram-backcopy source: BOS, then a fixed bigram chain over symbols
+    `1..n_symbols`, except that after a trigger symbol (`1..n_triggers`) the next symbol copies the one
+    before the trigger. Only at triggers does a token need another position; elsewhere attention has
+    nothing to read, which is where attention sinks form. `x_1` is a uniform non-trigger, so no two
+    triggers are adjacent and the copied symbol is never BOS.
+
+    `transitions [n_symbols, n_symbols]` (row i: P(next symbol | symbol i), over symbols 1..n_symbols);
+    the vocabulary has `n_symbols + 1` tokens.
+    """
+
+    transitions: Float[Array, "n_symbols n_symbols"]
+    n_triggers: int = eqx.field(static=True)
+    seq_len: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        name = type(self).__name__
+        n = self.transitions.shape[0]
+        v.check_shape(name, "transitions", self.transitions, (n, n))
+        v.check_int(name, "n_triggers", self.n_triggers, low=1)
+        v.check_int(name, "seq_len", self.seq_len, low=3)
+        if self.n_triggers >= n:
+            raise ValueError(f"{name}.n_triggers ({self.n_triggers}) must be below n_symbols ({n})")
+
+    @classmethod
+    def random(cls, n_symbols: int, n_triggers: int, seq_len: int, alpha: float = 1.0, *,
+               key: PRNGKeyArray) -> "BigramBackcopy":
+        """A bigram table with Dirichlet(alpha) rows drawn from `key`."""
+        v.check_int(cls.__name__, "n_symbols", n_symbols, low=2)
+        v.check_float(cls.__name__, "alpha", alpha, strict=True)
+        return cls(jax.random.dirichlet(key, jnp.full(n_symbols, alpha), (n_symbols,)), n_triggers=n_triggers,
+                   seq_len=seq_len)
+
+    @property
+    def n_symbols(self) -> int:
+        return self.transitions.shape[0]
+
+    @property
+    def d_vocab(self) -> int:
+        return self.n_symbols + 1
+
+    def _sequence(self, key: PRNGKeyArray) -> Int[Array, " seq"]:
+        k1, ks = jax.random.split(key)
+        first = jax.random.randint(k1, (), self.n_triggers, self.n_symbols) + 1
+        logits = jnp.log(self.transitions)
+
+        def step(carry, k):
+            before, current = carry
+            drawn = jax.random.categorical(k, logits[current - 1]) + 1
+            nxt = jnp.where(current <= self.n_triggers, before, drawn).astype(jnp.int32)
+            return (current, nxt), nxt
+
+        _, rest = jax.lax.scan(step, (jnp.int32(0), first.astype(jnp.int32)), jax.random.split(ks, self.seq_len - 2))
+        return jnp.concatenate([jnp.array([0, first], jnp.int32), rest])
+
+    @unsharded_draws
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> BackcopyBatch:
+        tokens = jax.vmap(self._sequence)(jax.random.split(key, batch_size))
+        return BackcopyBatch(tokens=tokens, copy=(tokens >= 1) & (tokens <= self.n_triggers))
+
+    def bayes_probs(self, tokens: Int[Array, " seq"]) -> Float[Array, "seq vocab"]:
+        """P(x_{t+1} | x_0..x_t) over the `n_symbols + 1` tokens (row 0: uniform non-trigger; BOS never follows)."""
+        n, k = self.n_symbols, self.n_triggers
+        bigram = jnp.pad(self.transitions[jnp.maximum(tokens - 1, 0)], ((0, 0), (1, 0)))
+        before = jnp.concatenate([jnp.zeros(1, tokens.dtype), tokens[:-1]])
+        copy = jax.nn.one_hot(before, n + 1)
+        first = jnp.zeros(n + 1).at[k + 1:].set(1.0 / (n - k))
+        trigger = ((tokens >= 1) & (tokens <= k))[:, None]
+        probs = jnp.where(trigger, copy, bigram)
+        return jnp.where((tokens == 0)[:, None], first, probs)
+
+    def predictors(self) -> dict:
+        return {"bayes": self.bayes_probs}

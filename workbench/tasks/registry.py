@@ -48,6 +48,8 @@ ENTRIES = (
     TaskEntry("markov_fixed", "markov", "Makkuva et al. 2024", lambda: M.FixedMarkovSource.binary(0.5, 0.8, seq_len=64)),
     TaskEntry("markov_switching", "markov", "Rajaraman et al. 2024", lambda: M.FixedMarkovSource.switching(2, 0.1, seq_len=64)),
     TaskEntry("markov_icl", "markov", "Edelman et al. 2024", lambda: M.DirichletMarkovICL(n_symbols=2, seq_len=100)),
+    TaskEntry("bigram_backcopy", "markov", "Guo et al. 2024 (attention sinks)",
+              lambda: M.BigramBackcopy.random(16, 3, seq_len=32, key=_key())),
     TaskEntry("icl_classification", "classification", "Reddy 2023",
               lambda: C.InContextClassification(n_classes=512, n_labels=32, key=_key())),
     TaskEntry("conjunction", "boolean", "Bhattamishra et al. 2024", lambda: B.Conjunction(n_vars=8, n_points=40)),

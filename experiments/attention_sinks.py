@@ -28,13 +28,14 @@ from workbench.core import Check
 from workbench.core.rng import derive_key
 from workbench.core.results import Analysis
 from workbench.core.validate import check_float, check_int
+from workbench.interp.attention import sink_share
 from workbench.models import Transformer, TransformerConfig, run_with_cache, run_with_hooks, sites
-from workbench.tasks.markov import BackcopyBatch, BigramBackcopy
+from workbench.tasks.markov import BackcopyBatch, BigramBackcopy, batch_losses
 from workbench.train import load_trained
 
 from . import _attention_sinks_figures as figures
 from ._base import Experiment, SeedRun
-from ._task_group import train_on_tasks
+from ._task_group import sample_batch, train_on_tasks
 
 TITLE = "Attention sinks: softmax against linear attention on the bigram-backcopy source"
 PAPER = ("Gu et al. 2025, *When Attention Sink Emerges in Language Models: An Empirical View*; Guo et al. 2024, "
@@ -132,13 +133,6 @@ def _mean(x: Float[Array, "..."], mask: Bool[Array, "..."]) -> Float[Array, ""]:
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(mask.sum(), 1)
 
 
-def sink_share(pattern: Float[Array, "head seq kv"]) -> Float[Array, "head seq"]:
-    """|pattern[q, 0]| / sum_k |pattern[q, k]| per head and query: the softmax attention on the first token,
-    and the same share of the (unnormalised) weights of linear attention."""
-    a = jnp.abs(pattern)
-    return a[:, :, 0] / jnp.maximum(a.sum(-1), 1e-12)
-
-
 def _remove_sink(pattern: Float[Array, "head seq kv"], renormalise: bool) -> Float[Array, "head seq kv"]:
     keep = jnp.ones(pattern.shape[-2:]).at[1:, 0].set(0.0)
     out = pattern * keep
@@ -187,10 +181,7 @@ def uniform_share(batch: BackcopyBatch) -> float:
     return float((1.0 / (q + 1) * mask).sum() / mask.sum())
 
 
-@eqx.filter_jit
-def bayes_losses(task: BigramBackcopy, tokens: Int[Array, "batch seq"]) -> Float[Array, "batch seq_1"]:
-    probs = jax.vmap(task.bayes_probs)(tokens)
-    return -jnp.log(jnp.take_along_axis(probs[:, :-1], tokens[:, 1:, None], -1)[..., 0])
+_batch_losses = eqx.filter_jit(batch_losses)
 
 
 @eqx.filter_jit
@@ -201,13 +192,9 @@ def mean_pattern(model: Transformer, tokens: Int[Array, "batch seq"]) -> Float[A
     return jnp.abs(cache[name]).mean((0, 1))
 
 
-def _sample(task: BigramBackcopy, key, size: int) -> BackcopyBatch:
-    return eqx.filter_jit(lambda t, k: t.sample(k, size))(task, key)
-
-
 def _finish(config: Config, task: BigramBackcopy, models: tuple, eval_key, run: SeedRun) -> list[Check]:
-    batch = _sample(task, derive_key(eval_key, "train-softmax"), config.eval_size)  # the softmax model's eval set
-    bayes = np.asarray(bayes_losses(task, batch.tokens))
+    batch = sample_batch(task, derive_key(eval_key, "train-softmax"), config.eval_size)  # the softmax model's eval set
+    bayes = np.asarray(_batch_losses(task.bayes_probs, batch))
     trig = np.asarray(batch.copy)[:, :-1]
     final = {name: {k: float(run.curve("eval", f"{name}/{k}")[1][-1]) for k in MEASURES} for name in MODELS}
     refs = {"bayes": float(bayes.mean()), "bayes_bigram": float(bayes[~trig].mean()),
@@ -230,15 +217,12 @@ def _finish(config: Config, task: BigramBackcopy, models: tuple, eval_key, run: 
     ]
 
 
-def _run_group(config: Config, runs: list[SeedRun]) -> list[list[Check]]:
-    if len(runs) != 1:  # each seed draws its own bigram table, so seeds train one at a time
-        return [c for run in runs for c in _run_group(config, [run])]
-    task = make_task(config, runs[0])
-    tasks = {name: task for name in MODELS}
-    trained = train_on_tasks("attention-sinks", config, runs, tasks, lambda k: _init(config, k),
-                             make_optimizer(config), loss_fn, evaluate, eval_size=config.eval_size)
-    (models, eval_key), = trained
-    return [_finish(config, task, models, eval_key, runs[0])]
+def _run_seed(config: Config, run: SeedRun) -> list[Check]:
+    task = make_task(config, run)
+    (models, eval_key), = train_on_tasks("attention-sinks", config, [run], {name: task for name in MODELS},
+                                         lambda k: _init(config, k), make_optimizer(config), loss_fn, evaluate,
+                                         eval_size=config.eval_size)
+    return _finish(config, task, models, eval_key, run)
 
 
 def load_models(config: Config, run_dir: Path) -> tuple[Transformer, ...]:
@@ -249,8 +233,9 @@ def load_models(config: Config, run_dir: Path) -> tuple[Transformer, ...]:
 class AttentionSinks(Experiment[Config]):
     title, paper, claim, presets = TITLE, PAPER, CLAIM, PRESETS
 
-    def run_group(self, config: Config, runs) -> list[list[Check]]:
-        return _run_group(config, list(runs))
+    def run_seed(self, config: Config, run: SeedRun) -> list[Check]:
+        # each seed draws its own bigram table, so seeds train one at a time (also under --vmap)
+        return _run_seed(config, run)
 
     def analyse(self, config: Config, runs) -> Analysis:
         return figures.analyse(config, runs, MODELS)

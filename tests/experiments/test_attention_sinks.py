@@ -4,6 +4,7 @@ import pytest
 
 from workbench.experiments import attention_sinks
 from workbench.experiments._base import SeedRun
+from workbench.interp.attention import sink_share
 
 TINY = ["steps=30", "n_symbols=6", "n_triggers=2", "seq_len=12", "d_model=16", "d_mlp=32", "eval_size=16",
         "eval_every=10", "log_every=10", "ckpt_every=30", "smooth_window=3"]
@@ -17,9 +18,9 @@ def tiny(tiny_group):
 def test_sink_share_and_sink_removal():
     seq = 5
     on_bos = jnp.zeros((1, seq, seq)).at[:, :, 0].set(1.0)
-    assert np.allclose(attention_sinks.sink_share(on_bos), 1.0)
+    assert np.allclose(sink_share(on_bos), 1.0)
     uniform = jnp.tril(jnp.ones((seq, seq))) / jnp.arange(1, seq + 1)[:, None]
-    assert np.allclose(attention_sinks.sink_share(uniform[None]), 1.0 / np.arange(1, seq + 1))
+    assert np.allclose(sink_share(uniform[None]), 1.0 / np.arange(1, seq + 1))
     removed = attention_sinks._remove_sink(uniform[None], renormalise=True)[0]
     assert np.allclose(removed.sum(-1), 1.0) and np.all(removed[1:, 0] == 0) and removed[0, 0] == 1.0
     assert np.allclose(attention_sinks._remove_sink(uniform[None], renormalise=False)[0, 1:, 1:], uniform[1:, 1:])

@@ -46,6 +46,13 @@ def sink_mass(pattern: Float[Array, "head seq kv"]) -> Float[Array, " head"]:
     return pattern[:, :, 0].mean(-1)
 
 
+def sink_share(pattern: Float[Array, "head seq kv"]) -> Float[Array, "head seq"]:
+    """|pattern[q, 0]| / sum_k |pattern[q, k]| per head and query: the attention on the first token for a
+    softmax pattern, and the same share of the (unnormalised) weights of linear attention."""
+    a = jnp.abs(pattern)
+    return a[:, :, 0] / jnp.maximum(a.sum(-1), 1e-12)
+
+
 PatternScore = Literal["prev_token", "induction", "sink"]
 
 

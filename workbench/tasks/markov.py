@@ -299,9 +299,8 @@ class BigramBackcopy(AbstractTask):
     def n_symbols(self) -> int:
         return self.transitions.shape[0]
 
-    @property
-    def d_vocab(self) -> int:
-        return self.n_symbols + 1
+    def is_trigger(self, tokens: Int[Array, "*shape"]) -> Bool[Array, "*shape"]:
+        return (tokens >= 1) & (tokens <= self.n_triggers)
 
     def _sequence(self, key: PRNGKeyArray) -> Int[Array, " seq"]:
         k1, ks = jax.random.split(key)
@@ -311,7 +310,7 @@ class BigramBackcopy(AbstractTask):
         def step(carry, k):
             before, current = carry
             drawn = jax.random.categorical(k, logits[current - 1]) + 1
-            nxt = jnp.where(current <= self.n_triggers, before, drawn).astype(jnp.int32)
+            nxt = jnp.where(self.is_trigger(current), before, drawn).astype(jnp.int32)
             return (current, nxt), nxt
 
         _, rest = jax.lax.scan(step, (jnp.int32(0), first.astype(jnp.int32)), jax.random.split(ks, self.seq_len - 2))
@@ -320,7 +319,7 @@ class BigramBackcopy(AbstractTask):
     @unsharded_draws
     def sample(self, key: PRNGKeyArray, batch_size: int) -> BackcopyBatch:
         tokens = jax.vmap(self._sequence)(jax.random.split(key, batch_size))
-        return BackcopyBatch(tokens=tokens, copy=(tokens >= 1) & (tokens <= self.n_triggers))
+        return BackcopyBatch(tokens=tokens, copy=self.is_trigger(tokens))
 
     def bayes_probs(self, tokens: Int[Array, " seq"]) -> Float[Array, "seq vocab"]:
         """P(x_{t+1} | x_0..x_t) over the `n_symbols + 1` tokens (row 0: uniform non-trigger; BOS never follows)."""
@@ -329,8 +328,7 @@ class BigramBackcopy(AbstractTask):
         before = jnp.concatenate([jnp.zeros(1, tokens.dtype), tokens[:-1]])
         copy = jax.nn.one_hot(before, n + 1)
         first = jnp.zeros(n + 1).at[k + 1:].set(1.0 / (n - k))
-        trigger = ((tokens >= 1) & (tokens <= k))[:, None]
-        probs = jnp.where(trigger, copy, bigram)
+        probs = jnp.where(self.is_trigger(tokens)[:, None], copy, bigram)
         return jnp.where((tokens == 0)[:, None], first, probs)
 
     def predictors(self) -> dict:

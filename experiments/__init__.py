@@ -20,10 +20,14 @@ def names() -> list[str]:
     return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
+class UnknownExperiment(ValueError):
+    """No experiment has this name (a ValueError raised while importing one is not this)."""
+
+
 def load(name: str) -> Experiment:
-    """The experiment called `name` on the command line (ValueError if there is none)."""
+    """The experiment called `name` on the command line (`UnknownExperiment` if there is none)."""
     if name not in names():
-        raise ValueError(name)
+        raise UnknownExperiment(name)
     module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     experiment = getattr(module, "EXPERIMENT", None)
     if not isinstance(experiment, Experiment):

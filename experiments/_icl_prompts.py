@@ -2,8 +2,11 @@
 
 A prompt `x_1, y_1, ..., x_K, y_K` becomes `2K` tokens of width `d + 1` (token `2i` is `(x_i, 0)`,
 token `2i + 1` is `(0, y_i)`), and the model's prediction of `y_k` is read at the token of `x_k`,
-which sees only the pairs before it (Garg et al. 2022; Raventós et al. 2023).
+which sees only the pairs before it (Garg et al. 2022; Raventós et al. 2023). `xy_tokens` is the
+variant whose y tokens carry their x as well: (x_i, y_i).
 """
+
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +29,25 @@ def tokens(xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, "2k 
     return jnp.stack([x_tok, y_tok], axis=1).reshape(-1, xs.shape[1] + 1)
 
 
-def predict(model: Transformer, xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, " k"]:
+def xy_tokens(xs: Float[Array, "k d"], ys: Float[Array, " k"]) -> Float[Array, "2k d_plus_1"]:
+    """Token 2i is (x_i, 0), token 2i + 1 is (x_i, y_i): a y token carries its own x, so one attention layer can
+    form sum_i (x_q . x_i) y_i without first copying x_i onto the y token (which costs Garg et al.'s layout a
+    long loss plateau)."""
+    x_tok = jnp.concatenate([xs, jnp.zeros_like(ys)[:, None]], axis=1)
+    y_tok = jnp.concatenate([xs, ys[:, None]], axis=1)
+    return jnp.stack([x_tok, y_tok], axis=1).reshape(-1, xs.shape[1] + 1)
+
+
+LAYOUTS = {"garg": tokens, "xy": xy_tokens}
+Layout = Literal["garg", "xy"]
+
+
+def predict(model: Transformer, xs: Float[Array, "k d"], ys: Float[Array, " k"], layout: Layout = "garg"
+            ) -> Float[Array, " k"]:
     """The model's prediction of each `y_k`, read at the token of `x_k` (it sees only the pairs before)."""
-    return model(tokens(xs, ys))[0::2, 0]
+    return model(LAYOUTS[layout](xs, ys))[0::2, 0]
 
 
-def batch_predict(model: Transformer, batch: RegressionBatch) -> Float[Array, "batch k"]:
+def batch_predict(model: Transformer, batch: RegressionBatch, layout: Layout = "garg") -> Float[Array, "batch k"]:
     """`predict` over a batch of prompts (every point of `batch.xs`, `batch.ys` is a prediction)."""
-    return jax.vmap(lambda x, y: predict(model, x, y))(batch.xs, batch.ys)
+    return jax.vmap(lambda x, y: predict(model, x, y, layout))(batch.xs, batch.ys)

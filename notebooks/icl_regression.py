@@ -96,3 +96,28 @@ gap = [np.mean([np.sum((bayes.dmmse_mean(rng.standard_normal((m, 4)), x, y, 0.5)
 go.Figure(go.Scatter(x=sizes, y=gap, mode="lines+markers")).update_layout(
     xaxis_type="log", yaxis_type="log", xaxis_title="pool size M", template="plotly_white",
     yaxis_title="|w_dMMSE - w_ridge|² / tr Σ_post").show()
+
+# %% [markdown]
+# ## Garg et al.'s baselines per function class
+# The estimators that `wb run icl-function-classes` sets beside its trained models, here alone: error / E[y²]
+# against the number of in-context examples k on the five function classes of its default preset. On
+# noiseless linear prompts min-norm least squares follows (d − k)/d and is exact from k = d; Lasso uses the
+# sparsity below k = d; nothing linear helps much on trees. The trained models' curves are on the report page.
+
+# %%
+import jax
+
+from workbench.experiments import icl_function_classes as fc
+from workbench.experiments._task_group import sample_batch
+
+fc_config = make_config(fc.EXPERIMENT, "default", [])
+fig = go.Figure()
+for i, (name, task) in enumerate(fc.make_tasks(fc_config).items()):
+    batch = sample_batch(task, jax.random.key(i), 512)
+    for base, predictor in fc.baselines(fc_config, name).items():
+        err = np.mean((np.asarray(fc.prefix_batch(predictor, batch.xs, batch.ys)) - np.asarray(batch.ys)) ** 2, 0)
+        fig.add_scatter(y=err / fc.y_scale(fc_config)[name], name=f"{name}: {base}",
+                        visible=True if i == 0 else "legendonly")
+fig.update_layout(xaxis_title="in-context examples k", yaxis_title="error / E[y²]", template="plotly_white",
+                  title="Baselines per function class (click the legend to show the other classes)")
+fig.show()

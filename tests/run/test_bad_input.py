@@ -142,3 +142,21 @@ def test_a_vmapped_group_is_its_own_run_and_says_so(finished, runs):
     sidecar = json.loads(next((group / "seed-0" / "checkpoints").glob("*.json")).read_text())
     assert (sidecar["config_hash"], sidecar["seed"], sidecar["vmap"]) == (summary["config_hash"], 0, True)
     assert not finished[1]["vmap"] and "--vmap" not in finished[1]["command"]
+
+
+def test_an_error_inside_an_experiment_module_is_not_reported_as_unknown(monkeypatch):
+    """A ValueError raised while importing an experiment (its presets failing validation, say) surfaces as
+    itself; only a name that no module has is an unknown experiment."""
+    from workbench import experiments
+    from workbench.core.errors import WorkbenchError
+    from workbench.run import runner
+
+    def broken(name):
+        raise ValueError("icl-x: n_probe (10) must be >= d (20)")
+
+    monkeypatch.setattr(experiments, "load", broken)
+    with pytest.raises(ValueError, match="n_probe"):
+        runner.load_experiment("icl-gd")
+    monkeypatch.undo()
+    with pytest.raises(WorkbenchError, match="unknown experiment"):
+        runner.load_experiment("icl-nothing")

@@ -169,16 +169,16 @@ def fit_ridge(stats: RidgeStats, lams: Float[Array, " lam"], n_folds: int) -> Ri
     """
     folds = jax.tree.map(lambda v: v[:n_folds], stats)
     total = _pool(folds)
-
-    def fold_sse(part):
-        train = _rest(total, part)
-        return _sse(_weights(train, lams), train.mx[0], train.my[0], part)  # [lam, k]
-
-    sse = jax.vmap(fold_sse)(jax.tree.map(lambda v: v[:, None], folds)).sum(0)
+    parts = jax.tree.map(lambda v: v[:, None], folds)  # [fold, 1, ...]
+    trains = jax.vmap(lambda part: _rest(total, part))(parts)
+    # The fold fits and the full fit share one batched eigendecomposition: two LAPACK eigh calls of one program
+    # can run at once, and jaxlib 0.10's CPU kernel then deadlocks on a 2-thread pool (ParallelBatchMap).
+    fits = jax.tree.map(lambda t, a: jnp.concatenate([t, a[None]]), trains, total)  # [fold + 1, 1, ...]
+    W = jax.vmap(lambda s: _weights(s, lams))(fits)  # [fold + 1, lam, d, k]
+    sse = jax.vmap(lambda w, train, part: _sse(w, train.mx[0], train.my[0], part))(W[:-1], trains, parts).sum(0)
     cv_mse = sse.sum(-1) / (total.n[0] * sse.shape[-1])
     best = jnp.argmin(cv_mse)
-    W = _weights(total, lams[best][None])[0]
-    return RidgeProbe(W, total.mx[0], total.my[0], lams[best], cv_mse)
+    return RidgeProbe(W[-1, best], total.mx[0], total.my[0], lams[best], cv_mse)
 
 
 @eqx.filter_jit

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def load_experiment(name: str) -> Experiment:
     try:
         return experiments.load(name)
-    except ValueError:
+    except experiments.UnknownExperiment:
         raise WorkbenchError(f"unknown experiment {name!r}", f"choose one of: {', '.join(experiments.names())}") from None
 
 

@@ -19,19 +19,19 @@ PAPER_LAYERS = {"xty": 7, "wols": 12}  # the paper's decodable layers (MLP probe
 PAPER_DEPTH = 16
 
 WHY = {
-    "icl_matches_ols": "at this budget (d_model 32, a few thousand steps) the model is still on, or just past, the "
-                       "loss plateau that comes before in-context least squares (see the training curves and SPD by "
-                       "position); the references' CPU setting is d_model 64 and 5-10k steps, several times this "
-                       "preset's compute, and the paper trains 500k steps",
-    "wols_beats_random_init": "a model that does not yet do least squares has little w_OLS to hold; and attention "
-                              "can form x_qᵀXᵀy inside its score-value product without writing Xᵀy or w into the "
-                              "stream at the x token (the heatmap shows where R² is higher: few pairs seen). The "
-                              "paper reads a 16-layer model trained 500k steps with MLP probes, which also read "
-                              "nonlinear codes that a ridge probe misses",
+    "icl_matches_ols": "at this budget (d_model 32, a few thousand steps) the model is still converging to in-context "
+                       "least squares (see the training curves and SPD by position); the references' CPU setting is "
+                       "d_model 64 and 5-10k steps, and the paper trains 500k steps",
+    "wols_beats_random_init": "a linear probe at the x token finds almost none of w_OLS (or w, or Xᵀy) in this model, "
+                              "whether or not its predictions match least squares (icl_matches_ols): the prediction "
+                              "x_qᵀw can be formed inside attention's score-value product without writing w or Xᵀy "
+                              "into the stream at the x token (the heatmap shows R² per position). The paper reads a "
+                              "16-layer model trained 500k steps with MLP probes, which also read nonlinear codes "
+                              "that a ridge probe misses",
     "wols_selectivity": "the shuffled control scores about 0 (the cross-validated penalty does not fit noise), so "
                         "selectivity is the R² itself; see wols_beats_random_init",
-    "fixed_w_control_worse": "the fixed-w control scores about 0, like random init; the shortfall is the trained "
-                             "model's own low R² (see wols_beats_random_init), not a control that holds w_OLS",
+    "fixed_w_control_worse": "the trained model and the fixed-w control both score about 0 at the last x token, so "
+                             "their difference is noise around 0; see wols_beats_random_init",
     "xty_not_after_wols": "NaN when Xᵀy never reaches the decode threshold at the last x token, so no order can "
                           "be read; see wols_beats_random_init",
     "wols_rises_with_depth": "w_OLS's R² drops between two layers (late layers turn the estimate into the "

@@ -22,8 +22,8 @@ WHY = {
     "icl_matches_ols": "at this budget (d_model 32, a few thousand steps) the model is still converging to "
                        "in-context least squares (see the training curves and SPD by position); the references' CPU "
                        "setting is d_model 64 and 5-10k steps, and the paper trains 500k steps",
-    "wols_beats_random_init": "a linear probe at the x token finds almost none of w_OLS (or w, or Xᵀy) in this model, "
-                              "whether or not its predictions match least squares (icl_matches_ols): the prediction "
+    "wols_beats_random_init": "a linear probe at the x token finds almost none of w_OLS (or w, or Xᵀy) in this model,"
+                              " whether or not its predictions match least squares (icl_matches_ols): the prediction "
                               "x_qᵀw can be formed inside attention's score-value product without writing w or Xᵀy "
                               "into the stream at the x token (the heatmap shows R² per position). The paper reads a "
                               "16-layer model trained 500k steps with MLP probes, which also read nonlinear codes "

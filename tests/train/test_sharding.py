@@ -1,9 +1,12 @@
 """Seeds sharded over 8 forced host devices train to the same losses as on one device, by hand and
 through `wb run --vmap` (whose loop shards the seed axis whenever there is more than one local device)."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -14,7 +17,12 @@ from workbench.run.runner import run_experiment
 
 from workbench.train.sharding import seed_mesh
 
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+# The subprocesses see 8 forced host devices: they keep their own compilation cache, so that no executable
+# compiled for that platform is written to (or read from) the one-device cache of this test session.
+CACHE_8DEV = tempfile.mkdtemp(prefix="wb-jax-cache-8dev-")
+atexit.register(shutil.rmtree, CACHE_8DEV, ignore_errors=True)
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+       "JAX_COMPILATION_CACHE_DIR": CACHE_8DEV}
 TINY = ["steps=12", "batch_size=16", "eval_size=32", "eta_prompts=32", "ckpt_every=6", "log_every=3", "eval_every=6"]
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, equinox as eqx, optax

@@ -139,7 +139,8 @@ def y_scale(config: Config) -> dict[str, float]:
 
 
 def baselines(config: Config, task: str) -> dict[str, P.MaskedPredictor]:
-    """Garg et al.'s baselines per task (Lasso for sparse w), and ridge on the Akyürek grid for noisy prompts."""
+    """Garg et al.'s baselines per task (Lasso for sparse w); `measure_task` adds ridge on Akyürek et al.'s grid
+    for noisy prompts."""
     out = {"ols": P.ols, "averaging": P.averaging, "knn3": KNN3}
     if task == "sparse":
         out["lasso"] = LASSO
